@@ -1,0 +1,5 @@
+import sys
+
+from lfm_colbert.cli import main
+
+sys.exit(main())

@@ -1,0 +1,60 @@
+"""The `lfm-colbert` command. Each sub-command lives in its own module with a `register(subparsers)`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from lfm_colbert.errors import LfmColbertError
+
+# Sub-command modules, in the order `--help` lists them.
+_COMMANDS = ["encode", "index", "search", "info", "delete", "convert", "verify", "eval"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lfm-colbert",
+        description=(
+            "Local multilingual search with LiquidAI's LFM2 / LFM2.5 ColBERT retrievers.\n"
+            "Models load from the Hugging Face hub, or from a local directory given with --model\n"
+            "or the LFM_COLBERT_MODEL environment variable."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMANDS:
+        try:
+            module = importlib.import_module(f"lfm_colbert.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"lfm_colbert.cli.{name}":
+                continue  # that command is not part of this build
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except LfmColbertError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
