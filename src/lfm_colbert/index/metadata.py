@@ -1,0 +1,205 @@
+"""The catalog: document ids, texts, metadata and segment records in one SQLite file.
+
+SQLite is the commit point of every write: a segment's files exist on disk before its row is
+inserted here, and ids point at (segment, row) pairs only once the transaction commits.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from lfm_colbert.errors import IndexFormatError, InputError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY,          -- directory segments/<id:06d>
+    n_docs INTEGER NOT NULL,         -- rows written, including ones deleted since
+    n_tokens INTEGER NOT NULL,
+    files TEXT NOT NULL,             -- JSON {file name: sha256}
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS docs (
+    id TEXT PRIMARY KEY,             -- the user's own id; never renumbered
+    parent TEXT,                     -- source document id when this is one passage of it
+    segment INTEGER NOT NULL REFERENCES segments(id),
+    row INTEGER NOT NULL,            -- row inside the segment
+    n_tokens INTEGER NOT NULL,
+    text TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE UNIQUE INDEX IF NOT EXISTS docs_slot ON docs(segment, row);
+CREATE INDEX IF NOT EXISTS docs_parent ON docs(parent);
+"""
+
+_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+class Catalog:
+    """Thin wrapper over the SQLite file; every method is one transaction."""
+
+    def __init__(self, path: Path, create: bool = False) -> None:
+        if not create and not path.is_file():
+            raise IndexFormatError(f"missing index file {path}")
+        try:
+            self.conn = sqlite3.connect(path, isolation_level=None)  # explicit BEGIN/COMMIT below
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise IndexFormatError(f"corrupted index file {path}: {exc}") from exc
+        self.path = path
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise IndexFormatError(f"corrupted index file {self.path}: {exc}") from exc
+
+    def check(self) -> None:
+        rows = self._query("PRAGMA integrity_check")
+        if rows != [("ok",)]:
+            raise IndexFormatError(f"corrupted index file {self.path}: {rows[:3]}")
+
+    # -- reads -------------------------------------------------------------------------------
+    def segments(self) -> list[dict[str, Any]]:
+        rows = self._query("SELECT id, n_docs, n_tokens, files FROM segments ORDER BY id")
+        return [dict(id=r[0], n_docs=r[1], n_tokens=r[2], files=json.loads(r[3])) for r in rows]
+
+    def live_rows(self) -> dict[int, list[int]]:
+        """{segment id: rows still alive}."""
+        out: dict[int, list[int]] = {}
+        for seg, row in self._query("SELECT segment, row FROM docs ORDER BY segment, row"):
+            out.setdefault(seg, []).append(row)
+        return out
+
+    def counts(self) -> tuple[int, int]:
+        n, t = self._query("SELECT COUNT(*), COALESCE(SUM(n_tokens), 0) FROM docs")[0]
+        return int(n), int(t)
+
+    def existing(self, ids: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        ids = list(ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            found.update(r[0] for r in self._query(f"SELECT id FROM docs WHERE id IN ({marks})", part))
+        return found
+
+    def resolve(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Ids to delete for `ids` (each a document id, or a parent whose passages all go) and unknown ones."""
+        targets: list[str] = []
+        unknown: list[str] = []
+        for i in ids:
+            rows = self._query("SELECT id FROM docs WHERE id = ? OR parent = ?", (i, i))
+            if rows:
+                targets.extend(r[0] for r in rows)
+            else:
+                unknown.append(i)
+        return sorted(set(targets)), unknown
+
+    def lookup(self, slots: Sequence[tuple[int, int]]) -> list[tuple[str, str | None, dict]]:
+        out = []
+        for seg, row in slots:
+            r = self._query("SELECT id, text, metadata FROM docs WHERE segment = ? AND row = ?", (seg, row))
+            if not r:
+                raise IndexFormatError(f"{self.path} has no document at segment {seg} row {row}")
+            out.append((r[0][0], r[0][1], json.loads(r[0][2])))
+        return out
+
+    def get(self, ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        out = {}
+        for i in ids:
+            r = self._query("SELECT segment, row FROM docs WHERE id = ?", (i,))
+            if r:
+                out[i] = (r[0][0], r[0][1])
+        return out
+
+    def rows_of_segment(self, seg: int) -> list[tuple]:
+        return self._query(
+            "SELECT id, parent, row, n_tokens, text, metadata FROM docs WHERE segment = ? ORDER BY row", (seg,)
+        )
+
+    def filtered_slots(self, filter: Mapping[str, Any]) -> dict[int, list[int]]:
+        """{segment: rows} of documents whose metadata matches every key of `filter`."""
+        where, params = filter_sql(filter)
+        out: dict[int, list[int]] = {}
+        for seg, row in self._query(f"SELECT segment, row FROM docs WHERE {where}", params):
+            out.setdefault(seg, []).append(row)
+        return out
+
+    # -- writes (each one transaction) -------------------------------------------------------
+    def commit_segment(
+        self,
+        segment: dict[str, Any],
+        docs: Sequence[tuple[str, str | None, int, int, str | None, dict]],
+        replace: Sequence[str] = (),
+        drop_segments: Sequence[int] = (),
+        pause: Any = None,
+    ) -> None:
+        """Insert one segment and its docs (id, parent, row, n_tokens, text, metadata), replacing `replace` ids."""
+        c = self.conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            for i in range(0, len(replace), 500):
+                part = list(replace[i : i + 500])
+                c.execute(f"DELETE FROM docs WHERE id IN ({','.join('?' * len(part))})", part)
+            for seg in drop_segments:
+                c.execute("DELETE FROM docs WHERE segment = ?", (seg,))
+                c.execute("DELETE FROM segments WHERE id = ?", (seg,))
+            c.execute(
+                "INSERT INTO segments (id, n_docs, n_tokens, files, created) VALUES (?, ?, ?, ?, ?)",
+                (segment["id"], segment["n_docs"], segment["n_tokens"], json.dumps(segment["files"]), segment["created"]),
+            )
+            c.executemany(
+                "INSERT INTO docs (id, parent, segment, row, n_tokens, text, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(d[0], d[1], segment["id"], d[2], d[3], d[4], json.dumps(d[5], ensure_ascii=False)) for d in docs],
+            )
+            if pause is not None:
+                pause()  # test hook: a writer killed here must leave the previous state
+            c.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            c.execute("ROLLBACK")
+            raise InputError(f"could not add documents: {exc}") from exc
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    def delete(self, ids: Sequence[str]) -> None:
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            for i in range(0, len(ids), 500):
+                part = list(ids[i : i + 500])
+                c.execute(f"DELETE FROM docs WHERE id IN ({','.join('?' * len(part))})", part)
+            c.execute("DELETE FROM segments WHERE id NOT IN (SELECT DISTINCT segment FROM docs)")
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+
+def filter_sql(filter: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """SQL for metadata equality filters: {"lang": "en", "topic": ["ocean", "space"]} (lists mean any of)."""
+    if not isinstance(filter, Mapping) or not filter:
+        raise InputError("a filter must be a non-empty mapping of metadata key to value(s)")
+    clauses, params = [], []
+    for key, value in filter.items():
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise InputError(f"bad filter key {key!r}: use letters, digits, '_', '-' or '.'")
+        values = list(value) if isinstance(value, (list, tuple, set)) else [value]
+        if not values:
+            raise InputError(f"filter {key!r} has an empty list of values")
+        for v in values:
+            if not isinstance(v, (str, int, float, bool)) and v is not None:
+                raise InputError(f"filter {key!r}: values must be strings, numbers or booleans, not {type(v).__name__}")
+        marks = ",".join("?" * len(values))
+        clauses.append(f"json_extract(metadata, '$.\"{key}\"') IN ({marks})")
+        params.extend(values)
+    return " AND ".join(clauses), params

@@ -1,0 +1,1 @@
+"""PyTorch backend: CPU, CUDA and Apple MPS."""

@@ -1,0 +1,88 @@
+"""Runs the PyTorch model on token ids: weights loading, dtype and device choice."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from lfm_colbert.checkpoint import Checkpoint, validate_shapes
+from lfm_colbert.errors import CheckpointError, InputError
+from lfm_colbert.models.torch.lfm2 import Model, RoPE
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def default_device() -> str:
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def default_dtype(device: str) -> str:
+    """bf16 where the hardware runs it natively, else fp32."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if dev.type == "cpu":
+        return "bfloat16" if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else "float32"
+    return "float32"
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, ckpt: Checkpoint, dtype: str | None = None, device: str | None = None):
+        self.device = torch.device(device or default_device())
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"device {device!r} asked for, but this PyTorch has no CUDA device")
+        dtype = dtype or default_dtype(str(self.device))
+        if dtype not in DTYPES:
+            raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        self.dtype_name, self.dtype = dtype, DTYPES[dtype]
+        validate_shapes(ckpt)
+        weights = Model.sanitize(load_weights(ckpt))
+        with torch.device("meta"):
+            model = Model(ckpt.args)
+        for name, w in weights.items():
+            weights[name] = w.to(device=self.device, dtype=self.dtype)
+        missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+        if missing or unexpected:
+            raise CheckpointError(f"{ckpt.path}: missing tensors {missing[:5]}, unexpected {unexpected[:5]}")
+        # Non-persistent buffers are not in the file: rebuild them on the real device.
+        model.model.rope = RoPE(ckpt.args.head_dim, ckpt.args.rope_theta).to(self.device)
+        self.model = model.eval()
+
+    @torch.inference_mode()
+    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """(B, S) ids and mask -> (B, S, 128) float32 L2-normalised vectors."""
+        ids = torch.from_numpy(input_ids).to(self.device)
+        mask = torch.from_numpy(attention_mask).to(self.device)
+        return self.model(ids, mask).cpu().numpy()
+
+
+def load_weights(ckpt: Checkpoint) -> dict[str, torch.Tensor]:
+    """All tensors of the checkpoint as torch tensors, dequantized if it is an MLX-quantized one."""
+    from safetensors.torch import load_file
+
+    weights: dict[str, torch.Tensor] = {}
+    for prefix, file in ckpt.weight_files:
+        try:
+            weights.update({prefix + k: v for k, v in load_file(file).items()})
+        except Exception as exc:
+            raise CheckpointError(f"cannot read {file}: {exc}") from None
+    if ckpt.quantization:
+        from lfm_colbert.quantization import dequantize_torch
+
+        weights = dequantize_torch(weights, ckpt.quantization)
+    return weights
