@@ -1,0 +1,67 @@
+"""The PyTorch backend against transformers' Lfm2Model (+ LiquidAI's bidirectional changes for LFM2.5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hf_reference import HFReference
+from lfm_colbert import ColBERT
+
+pytest.importorskip("transformers")
+
+DOCS = [
+    "Arc<Mutex<T>> is the idiomatic way to share mutable state across threads in Rust.",
+    "Preheat the oven to 200C.",
+    "Los pingüinos viven en el hemisferio sur, sobre todo en la Antártida.",
+    "東京は日本の首都であり、世界最大の都市圏の一つです。",
+    "Punctuation!! Should, be; skipped: right? (yes)",
+]
+QUERIES = ["how do penguins survive the cold", "日本の首都はどこですか", "Wo leben Pinguine?"]
+
+
+@pytest.fixture(scope="module", params=["lfm2.5", "lfm2"])
+def pair(request, tiny_checkpoint, tiny_causal_checkpoint):
+    path = tiny_checkpoint if request.param == "lfm2.5" else tiny_causal_checkpoint
+    return ColBERT(path, backend="torch", dtype="float32"), HFReference(path)
+
+
+def min_cos(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None) -> float:
+    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return float(cos[keep].min() if keep is not None else cos.min())
+
+
+@pytest.mark.parametrize("is_query", [False, True])
+def test_padded_batch_matches_reference(pair, is_query):
+    model, ref = pair
+    texts = QUERIES if is_query else DOCS
+    tok = model.tokenize(texts, is_query=is_query)
+    assert (tok["attention_mask"] == 0).any(), "the batch must contain padding"
+    ours = model.backend.forward(tok["input_ids"], tok["attention_mask"])
+    theirs = ref(tok["input_ids"], tok["attention_mask"]).numpy()
+    # Every position, pads included: they feed the conv, so they must match too.
+    assert min_cos(ours, theirs) >= 0.99999
+
+
+def test_encode_matches_reference_per_text(pair):
+    """encode() (sorting, batching, skiplist, order restore) against the reference run text by text."""
+    model, ref = pair
+    encoded = model.encode(DOCS, batch_size=2)
+    for text, vectors in zip(DOCS, encoded):
+        tok = model.tokenize([text])
+        full = ref(tok["input_ids"], tok["attention_mask"]).numpy()[0]
+        keep = model.tokenizer.output_mask(tok["input_ids"], tok["attention_mask"], False)[0]
+        expected = full[keep]
+        assert vectors.shape == expected.shape
+        if model.variant == "lfm2":
+            assert min_cos(vectors, expected) >= 0.99999  # causal: padding never reaches real tokens
+        else:
+            assert min_cos(vectors, expected) > 0.5  # LFM2.5: batch padding leaks in (checked below)
+
+
+def test_bf16_close_to_fp32(tiny_checkpoint):
+    fp32 = ColBERT(tiny_checkpoint, backend="torch", dtype="float32")
+    bf16 = ColBERT(tiny_checkpoint, backend="torch", dtype="bfloat16")
+    for a, b in zip(fp32.encode(DOCS), bf16.encode(DOCS)):
+        assert min_cos(a, b) > 0.98
