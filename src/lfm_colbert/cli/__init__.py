@@ -10,7 +10,7 @@ import sys
 from lfm_colbert.errors import LfmColbertError
 
 # Sub-command modules, in the order `--help` lists them.
-_COMMANDS = ["encode", "index", "search", "info", "delete", "convert", "verify", "eval"]
+_COMMANDS = ["index", "search", "info", "delete", "convert", "verify", "eval"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,251 @@
+"""Encoder speed: this project's PyTorch backend against transformers' Lfm2Model + Dense (PyLate's path).
+
+Both engines get identical token ids (PyLate's tokenization and length-sorted padded batches) on a
+full-size synthetic LFM2.5 checkpoint (real config and tokenizer, random weights). Repeats alternate
+between the engines, so a busy machine slows both alike; ratios are the numbers to read.
+
+    python bench/encode.py                     # default: 32 x 256-token docs, 48 SciFact abstracts
+    python bench/encode.py --docs 64 --scifact 128 --repeats 3 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LFM_COLBERT_SHARED", REPO.parent / "shared")) / "data"
+sys.path.insert(0, str(REPO / "tests" / "parity"))  # the test reference doubles as the baseline
+
+from hf_reference import HFReference  # noqa: E402
+
+from lfm_colbert import ColBERT  # noqa: E402
+from lfm_colbert.synthetic import write_checkpoint  # noqa: E402
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRSS:
+    """Samples resident memory in a thread; `peak` is the max seen inside the `with` block."""
+
+    def __enter__(self):
+        self.peak, self._stop = rss_bytes(), False
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self):
+        while not self._stop:
+            self.peak = max(self.peak, rss_bytes())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self._t.join()
+
+
+def gemm_rate(dtype: torch.dtype, m: int = 2048, k: int = 1024, n: int = 4608) -> float:
+    """Best-of FLOP/s of one (m, k) @ (k, n) matmul, the shape of the model's FFN."""
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * m * k * n / best
+
+
+def flops_per_token(model: ColBERT, seq_len: int) -> float:
+    """Matmul FLOPs per token: 2 x linear weights (embedding excluded) + attention scores/values."""
+    a = model.checkpoint.args
+    linear = sum(p.numel() for n, p in model.backend.model.named_parameters() if n.endswith("proj.weight") or ".w" in n)
+    linear += model.backend.model.dense.weight.numel()
+    n_attn = sum(t == "full_attention" for t in a.layer_types)
+    return 2 * linear + n_attn * 4 * seq_len * a.hidden_size
+
+
+def scifact_texts(n: int) -> list[str]:
+    corpus = SHARED / "scifact" / "corpus.jsonl"
+    if not corpus.is_file():
+        rng = np.random.default_rng(0)  # no ../shared: synthetic mixed lengths
+        return [" ".join(["word"] * int(rng.integers(40, 400))) for _ in range(n)]
+    texts = []
+    with open(corpus, encoding="utf-8") as f:
+        for line in f:
+            doc = json.loads(line)
+            texts.append((doc.get("title", "") + " " + doc["text"]).strip())
+            if len(texts) == n:
+                break
+    return texts
+
+
+def batches(model: ColBERT, texts: list[str], batch_size: int, is_query: bool = False):
+    """PyLate's batching: sort by length, pad each batch to its longest."""
+    order = np.argsort([-len(t) for t in texts])
+    out = []
+    for s in range(0, len(texts), batch_size):
+        tok = model.tokenize([texts[i] for i in order[s : s + batch_size]], is_query=is_query)
+        out.append((tok["input_ids"], tok["attention_mask"]))
+    return out
+
+
+def fixed_length_docs(model: ColBERT, n: int, length: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    text = " ".join(scifact_texts(64))
+    ids = model.tokenize([text])["input_ids"][0]
+    assert len(ids) >= length, "not enough text for the fixed-length documents"
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(n):  # windows of real text after BOS + [D]
+        start = int(rng.integers(2, len(ids) - length + 2))
+        rows.append(np.concatenate([ids[:2], ids[start : start + length - 2]]))
+    return [(np.stack(rows), np.ones((n, length), dtype=np.int64))]
+
+
+def timed(engines: dict, work, repeats: int) -> dict[str, dict]:
+    """Run `work` with each engine, alternating engines each repeat; best time and peak RSS."""
+    stats = {name: {"seconds": float("inf"), "peak_rss": 0} for name in engines}
+    for name, fn in engines.items():  # warm-up: kernels, allocator
+        fn(*work[0])
+    for _ in range(repeats):
+        for name, fn in engines.items():
+            base = rss_bytes()
+            with PeakRSS() as mem:
+                t = time.perf_counter()
+                for ids, mask in work:
+                    fn(ids, mask)
+                elapsed = time.perf_counter() - t
+            stats[name]["seconds"] = min(stats[name]["seconds"], elapsed)
+            stats[name]["peak_rss"] = max(stats[name]["peak_rss"], mem.peak - base)
+    return stats
+
+
+def where_time_goes(fn, ids, mask) -> list[tuple[str, float]]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn(ids, mask)
+    groups: dict[str, float] = {}
+    for ev in prof.key_averages():
+        name = ev.key
+        group = ("matmul (linear layers)" if name in ("aten::mm", "aten::addmm", "aten::bmm") else
+                 "attention (sdpa)" if "scaled_dot_product" in name else
+                 "short conv" if "conv" in name else
+                 "norms and elementwise" if name in ("aten::mul", "aten::add", "aten::silu", "aten::pow", "aten::mean",
+                                                     "aten::rsqrt", "aten::sum", "aten::div", "aten::cat", "aten::neg",
+                                                     "aten::copy_", "aten::to", "aten::_to_copy", "aten::fill_",
+                                                     "aten::linalg_vector_norm", "aten::clamp_min", "aten::div_") else
+                 None)
+        if group:
+            groups[group] = groups.get(group, 0.0) + ev.self_cpu_time_total / 1e6
+    total = sum(groups.values())
+    return sorted(((g, t / total) for g, t in groups.items()), key=lambda x: -x[1])
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return float(cos[mask.astype(bool)].min())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", type=Path, default=REPO / ".bench" / "full-lfm2.5-bf16")
+    ap.add_argument("--docs", type=int, default=32, help="number of 256-token documents")
+    ap.add_argument("--scifact", type=int, default=48, help="number of SciFact abstracts (mixed lengths)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--queries", type=int, default=20, help="single-query latency repeats")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--dtypes", default="bfloat16,float32")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    if not (args.checkpoint / "model.safetensors").is_file():
+        tok = SHARED / "lfm2-tokenizer" / "tokenizer.json"
+        print(f"writing a full-size synthetic checkpoint to {args.checkpoint} ...", flush=True)
+        write_checkpoint(args.checkpoint, size="full", dtype="bfloat16", tokenizer_file=tok if tok.is_file() else None)
+
+    results: dict = {"threads": torch.get_num_threads(), "gemm_flops": {}, "runs": []}
+    for dtype_name in args.dtypes.split(","):
+        dtype = getattr(torch, dtype_name)
+        # Resident memory after a first forward: safetensors maps files lazily, so count touched pages.
+        base = rss_bytes()
+        ours = ColBERT(args.checkpoint, backend="torch", dtype=dtype_name, device="cpu")
+        query = batches(ours, ["how do penguins keep warm in antarctic winters"], 1, is_query=True)
+        ours.backend.forward(*query[0])
+        ours_mem = rss_bytes() - base
+        base = rss_bytes()
+        ref = HFReference(args.checkpoint, dtype=dtype, attn="sdpa")
+        ref(*query[0])
+        ref_mem = rss_bytes() - base
+        engines = {"lfm-colbert": ours.backend.forward, "transformers": lambda i, m: ref(i, m).numpy()}
+        gemm = results["gemm_flops"][dtype_name] = gemm_rate(dtype)
+
+        docs256 = fixed_length_docs(ours, args.docs, 256)
+        mixed = batches(ours, scifact_texts(args.scifact), args.batch_size)
+        for label, work, reps in [("256-token docs", docs256, args.repeats),
+                                  ("SciFact abstracts", mixed, args.repeats),
+                                  ("single query (32 tok)", query * args.queries, 1)]:
+            stats = timed(engines, work, reps)
+            real_tokens = int(sum(m.sum() for _, m in work))
+            padded_tokens = int(sum(m.size for _, m in work))
+            seq = int(np.mean([i.shape[1] for i, _ in work]))
+            roofline = gemm / flops_per_token(ours, seq)  # tokens/s at the machine's GEMM rate
+            a = ours.backend.forward(*work[0])
+            b = ref(*work[0]).numpy()
+            row = {"dtype": dtype_name, "workload": label, "real_tokens": real_tokens,
+                   "padded_tokens": padded_tokens, "roofline_tok_s": roofline,
+                   "min_cosine_ours_vs_transformers": min_cosine(a, b, work[0][1]),
+                   "weights_rss": {"lfm-colbert": ours_mem, "transformers": ref_mem}}
+            for name, st in stats.items():
+                row[name] = {"seconds": st["seconds"], "tok_s": padded_tokens / st["seconds"],
+                             "latency_ms": 1000 * st["seconds"] / len(work), "peak_activation_rss": st["peak_rss"]}
+            results["runs"].append(row)
+            print(f"[{dtype_name}] {label}: ours {row['lfm-colbert']['tok_s']:.0f} tok/s, "
+                  f"transformers {row['transformers']['tok_s']:.0f} tok/s", flush=True)
+        if dtype_name == "bfloat16":
+            results["profile_bf16_256"] = where_time_goes(ours.backend.forward, *docs256[0])
+            results["profile_bf16_query"] = where_time_goes(ours.backend.forward, *query[0])
+        del ours, ref
+
+    print_report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def print_report(r: dict) -> None:
+    print(f"\nEncoder benchmark: full-size synthetic LFM2.5 (random weights), CPU, {r['threads']} threads")
+    for dt, f in r["gemm_flops"].items():
+        print(f"  GEMM rate {dt}: {f / 1e9:.0f} GFLOP/s (2048x1024 @ 1024x4608)")
+    print("\n| dtype | workload | lfm-colbert | transformers | ratio | % of GEMM roofline (ours / ref) | min cos | peak act. MiB (ours / ref) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in r["runs"]:
+        o, t = row["lfm-colbert"], row["transformers"]
+        if row["workload"].startswith("single"):
+            speed = f"{o['latency_ms']:.1f} ms | {t['latency_ms']:.1f} ms | {t['latency_ms'] / o['latency_ms']:.2f}x lower"
+        else:
+            speed = f"{o['tok_s']:.0f} tok/s | {t['tok_s']:.0f} tok/s | {o['tok_s'] / t['tok_s']:.2f}x"
+        roof = f"{100 * o['tok_s'] / row['roofline_tok_s']:.0f}% / {100 * t['tok_s'] / row['roofline_tok_s']:.0f}%"
+        mem = f"{o['peak_activation_rss'] / 2**20:.0f} / {t['peak_activation_rss'] / 2**20:.0f}"
+        print(f"| {row['dtype']} | {row['workload']} | {speed} | {roof} | {row['min_cosine_ours_vs_transformers']:.5f} | {mem} |")
+    w = r["runs"][0]["weights_rss"]
+    print(f"\nweights resident (first dtype): ours {w['lfm-colbert'] / 2**20:.0f} MiB, transformers {w['transformers'] / 2**20:.0f} MiB")
+    for key, label in [("profile_bf16_256", "bf16, 256-token docs"), ("profile_bf16_query", "bf16, one query")]:
+        if key in r:
+            print(f"where the time goes ({label}): " + ", ".join(f"{g} {100 * s:.0f}%" for g, s in r[key]))
+
+
+if __name__ == "__main__":
+    main()
