@@ -13,6 +13,7 @@ so English BM25 here is bm25s's stock recipe. Elsewhere it fails:
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from typing import Sequence
@@ -163,6 +164,7 @@ class BM25:
 
         if not texts:
             raise InputError("BM25: the corpus is empty")
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs each index build at DEBUG
         self.doc_ids = list(doc_ids)
         self._retriever = bm25s.BM25(**self.params)
         self._retriever.index(tokenize(texts, self.lang), show_progress=False)

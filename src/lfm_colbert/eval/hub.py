@@ -14,8 +14,10 @@ Hub layouts this module reads:
 
 from __future__ import annotations
 
+import difflib
 import os
 import random
+import re
 from typing import Any, Iterable
 
 from lfm_colbert.errors import DatasetError
@@ -48,10 +50,12 @@ MIRACL_DEFAULT_LANGS = ["es", "de", "ja", "ar"]  # the four the MLX build report
 
 def nanobeir_name(name: str) -> str:
     """'scifact', 'SciFact', 'NanoSciFact' -> 'NanoSciFact'; unknown names raise DatasetError."""
-    key = name.lower().removeprefix("nano").replace("_", "").strip()
+    key = re.sub(r"[^a-z0-9]", "", name.lower().removeprefix("nano"))
     key = _ALIASES.get(key, key)
     if key not in NANOBEIR_SETS:
-        raise DatasetError(f"unknown NanoBEIR set {name!r}; known: {', '.join(NANOBEIR_SETS)}")
+        close = difflib.get_close_matches(key, list(NANOBEIR_SETS), n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        raise DatasetError(f"unknown NanoBEIR set {name!r}.{hint} Known: {', '.join(NANOBEIR_SETS)}")
     return NANOBEIR_SETS[key]
 
 
