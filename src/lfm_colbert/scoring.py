@@ -130,9 +130,17 @@ def maxsim_buckets(queries: np.ndarray, buckets: Buckets, query_group: int = 16)
 def maxsim_rows(queries: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Full-precision (float32) scores (len(rows), B) for a few rows of a flat store; used to rescore a shortlist."""
     B, Q, D = queries.shape
-    flat = queries.reshape(B * Q, D)
-    out = np.empty((len(rows), B), dtype=np.float32)
-    for i, r in enumerate(np.asarray(rows, dtype=np.int64)):
-        d = np.asarray(tokens[offsets[r] : offsets[r + 1]], dtype=np.float32)  # (T, D)
-        out[i] = (d @ flat.T).max(0).reshape(B, Q).sum(-1)
-    return out
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.zeros((len(rows), B), dtype=np.float32)
+    if len(rows) == 0:
+        return out
+    lens = offsets[rows + 1] - offsets[rows]
+    starts = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lens, out=starts[1:])
+    idx = np.repeat(offsets[rows] - starts[:-1], lens) + np.arange(starts[-1])
+    d = np.asarray(tokens[idx], dtype=np.float32)  # (n_tok, D), one gather
+    flat = np.ascontiguousarray(queries.reshape(B * Q, D))
+    torch = _torch()
+    # One matmul for all rows; on torch when present (numpy BLAS right after torch work contends for cores).
+    s = (torch.from_numpy(d) @ torch.from_numpy(flat).T).numpy() if torch is not None else d @ flat.T  # (n_tok, BQ)
+    return np.maximum.reduceat(s, starts[:-1], axis=0).reshape(len(rows), B, Q).sum(-1)

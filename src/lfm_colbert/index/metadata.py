@@ -134,15 +134,17 @@ class Catalog:
         return out
 
     # -- writes (each one transaction) -------------------------------------------------------
-    def commit_segment(
+    def commit(
         self,
-        segment: dict[str, Any],
-        docs: Sequence[tuple[str, str | None, int, int, str | None, dict]],
+        segments: Sequence[tuple[dict[str, Any], Sequence[tuple]]],
         replace: Sequence[str] = (),
         drop_segments: Sequence[int] = (),
         pause: Any = None,
     ) -> None:
-        """Insert one segment and its docs (id, parent, row, n_tokens, text, metadata), replacing `replace` ids."""
+        """One transaction: drop `replace` ids and `drop_segments`, then insert each (segment record, docs).
+
+        docs rows are (id, parent, row, n_tokens, text, metadata dict).
+        """
         c = self.conn
         try:
             c.execute("BEGIN IMMEDIATE")
@@ -152,14 +154,16 @@ class Catalog:
             for seg in drop_segments:
                 c.execute("DELETE FROM docs WHERE segment = ?", (seg,))
                 c.execute("DELETE FROM segments WHERE id = ?", (seg,))
-            c.execute(
-                "INSERT INTO segments (id, n_docs, n_tokens, files, created) VALUES (?, ?, ?, ?, ?)",
-                (segment["id"], segment["n_docs"], segment["n_tokens"], json.dumps(segment["files"]), segment["created"]),
-            )
-            c.executemany(
-                "INSERT INTO docs (id, parent, segment, row, n_tokens, text, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(d[0], d[1], segment["id"], d[2], d[3], d[4], json.dumps(d[5], ensure_ascii=False)) for d in docs],
-            )
+            for rec, docs in segments:
+                c.execute(
+                    "INSERT INTO segments (id, n_docs, n_tokens, files, created) VALUES (?, ?, ?, ?, ?)",
+                    (rec["id"], rec["n_docs"], rec["n_tokens"], json.dumps(rec["files"]), rec["created"]),
+                )
+                c.executemany(
+                    "INSERT INTO docs (id, parent, segment, row, n_tokens, text, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(d[0], d[1], rec["id"], d[2], d[3], d[4], json.dumps(d[5], ensure_ascii=False)) for d in docs],
+                )
+            c.execute("DELETE FROM segments WHERE id NOT IN (SELECT DISTINCT segment FROM docs)")
             if pause is not None:
                 pause()  # test hook: a writer killed here must leave the previous state
             c.execute("COMMIT")
@@ -170,6 +174,19 @@ class Catalog:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (SQLite's own change counter)."""
+        return int(self._query("PRAGMA data_version")[0][0])
+
+    def ids_with_parent(self, parents: Sequence[str]) -> list[str]:
+        out: list[str] = []
+        parents = list(parents)
+        for i in range(0, len(parents), 500):
+            part = parents[i : i + 500]
+            marks = ",".join("?" * len(part))
+            out.extend(r[0] for r in self._query(f"SELECT id FROM docs WHERE parent IN ({marks})", part))
+        return out
 
     def delete(self, ids: Sequence[str]) -> None:
         c = self.conn

@@ -1,0 +1,205 @@
+"""Search benchmark: exact vs compressed (2 / 4 bit) vs peers, on the same vectors, in one run.
+
+Reports build time, bytes per token, queries per second (one query at a time), recall@10
+against our exact search, and peak memory (RSS high-water mark of this process after each step).
+
+Corpora:
+  clustered  synthetic clustered token vectors (lfm_colbert.index.synthetic_vectors)
+  scifact    SciFact documents encoded by a *full-size synthetic* (random-weight) checkpoint;
+             encoding is ~900 tok/s here, so --scifact-docs documents are encoded and then tiled
+             with small perturbations up to the requested size (stated in the output).
+
+Peers on the same vectors: maxsim-cpu (brute-force MaxSim, Rust) and voyager (token-level HNSW
+then exact MaxSim rerank of the candidate documents, as PyLate's Voyager index does).
+
+    python bench/search.py                         # 10k docs, both corpora (a few minutes)
+    python bench/search.py --sizes 10000 100000    # the full table (much longer; 100k exact ~2.5 GiB)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lfm_colbert.index import Index
+from lfm_colbert.index.synthetic_vectors import clustered_documents, queries_for
+from lfm_colbert.scoring import maxsim
+
+MODEL = {"model_id": "bench-vectors", "variant": "none", "dim": 128, "fingerprint": "bench"}
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def recall(got: list[list[str]], ref: list[list[str]]) -> float:
+    return float(np.mean([len(set(a) & set(b)) / max(1, len(b)) for a, b in zip(got, ref)]))
+
+
+def scifact_vectors(n_encode: int, n_queries: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    from lfm_colbert import ColBERT
+    from lfm_colbert.synthetic import write_checkpoint
+
+    corpus = SHARED / "scifact" / "corpus.jsonl"
+    queries = SHARED / "scifact" / "queries.jsonl"
+    docs = []
+    with open(corpus, encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            docs.append(f"{r.get('title', '')}\n\n{r['text']}")
+            if len(docs) >= n_encode:
+                break
+    qs = [json.loads(l)["text"] for l in open(queries, encoding="utf-8")][:n_queries]
+    tmp = Path(tempfile.mkdtemp())
+    ckpt = write_checkpoint(tmp / "full", size="full", variant="lfm2.5", seed=seed, dtype="bfloat16",
+                            tokenizer_file=SHARED / "lfm2-tokenizer" / "tokenizer.json")
+    model = ColBERT(ckpt, backend="torch", document_length=256)
+    t = time.perf_counter()
+    dv = model.encode(docs, batch_size=16, show_progress_bar=True)
+    qv = model.encode(qs, is_query=True, batch_size=32)
+    ntok = sum(len(d) for d in dv)
+    print(f"  encoded {len(dv)} SciFact docs ({ntok} tokens, cut at 256) + {len(qv)} queries with a full-size "
+          f"synthetic checkpoint in {time.perf_counter() - t:.0f}s", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return dv, qv
+
+
+def tile(docs: list[np.ndarray], n: int, seed: int = 0, noise: float = 0.05) -> list[np.ndarray]:
+    """Reach n documents by repeating the encoded ones with small random perturbations (renormalised)."""
+    rng = np.random.default_rng(seed)
+    out = list(docs[:n])
+    while len(out) < n:
+        d = docs[len(out) % len(docs)]
+        v = d + noise * rng.standard_normal(d.shape).astype(np.float32) / np.sqrt(d.shape[1])
+        out.append((v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32))
+    return out
+
+
+def run_ours(name: str, docs, queries, k: int, compress: int | None, workdir: Path) -> dict:
+    path = workdir / name
+    t = time.perf_counter()
+    index = Index(path, MODEL, compress=compress)
+    index.add_vectors(docs, ids=[str(i) for i in range(len(docs))])
+    build = time.perf_counter() - t
+    info = index.info()
+    index.search_vectors(queries[0], k=k)  # warm-up: loads segments, builds scan buckets
+    t = time.perf_counter()
+    res = [[h.id for h in index.search_vectors(q, k=k)] for q in queries]
+    qps = len(queries) / (time.perf_counter() - t)
+    index.close()
+    shutil.rmtree(path, ignore_errors=True)
+    return {"build_s": build, "bytes_per_token": info["bytes_per_token_vectors"],
+            "bytes_per_token_all": info["bytes_per_token_total"], "qps": qps, "ids": res}
+
+
+def run_maxsim_cpu(docs, queries, k: int) -> dict | None:
+    try:
+        import maxsim_cpu
+    except ImportError:
+        return None
+    t = time.perf_counter()
+    store = [np.ascontiguousarray(d, dtype=np.float32) for d in docs]
+    build = time.perf_counter() - t
+    t = time.perf_counter()
+    res = []
+    for q in queries:
+        s = np.asarray(maxsim_cpu.maxsim_scores_variable(np.ascontiguousarray(q, dtype=np.float32), store))
+        res.append([str(i) for i in np.argsort(-s)[:k]])
+    return {"build_s": build, "bytes_per_token": 512.0, "qps": len(queries) / (time.perf_counter() - t), "ids": res}
+
+
+def run_voyager(docs, queries, k: int, k_token: int = 64) -> dict | None:
+    try:
+        from voyager import Index as VIndex, Space
+    except ImportError:
+        return None
+    flat = np.concatenate(docs).astype(np.float32)
+    owner = np.repeat(np.arange(len(docs)), [len(d) for d in docs])
+    t = time.perf_counter()
+    v = VIndex(Space.InnerProduct, num_dimensions=flat.shape[1], M=12, ef_construction=100)
+    v.add_items(flat, num_threads=-1)
+    build = time.perf_counter() - t
+    t = time.perf_counter()
+    res = []
+    for q in queries:
+        ids, _ = v.query(q, k=k_token, num_threads=-1)  # (Q, k_token) token neighbours
+        cand = np.unique(owner[ids.reshape(-1)])
+        s = maxsim(q, [docs[c] for c in cand])
+        res.append([str(cand[i]) for i in np.argsort(-s)[:k]])
+    qps = len(queries) / (time.perf_counter() - t)
+    return {"build_s": build, "bytes_per_token": None, "qps": qps, "ids": res}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000])
+    ap.add_argument("--corpora", nargs="+", default=["clustered", "scifact"], choices=["clustered", "scifact"])
+    ap.add_argument("--queries", type=int, default=50)
+    ap.add_argument("--scifact-docs", type=int, default=200, help="SciFact documents actually encoded")
+    ap.add_argument("--no-voyager", action="store_true", help="skip the voyager peer (HNSW build is slow)")
+    ap.add_argument("--json", type=Path, help="also write the table as JSON here")
+    args = ap.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="lfm-bench-"))
+    rows = []
+    base = {}
+    if "scifact" in args.corpora:
+        if not (SHARED / "scifact" / "corpus.jsonl").exists():
+            print(f"skipping scifact: {SHARED / 'scifact'} not found", file=sys.stderr)
+        else:
+            base["scifact"] = scifact_vectors(args.scifact_docs, args.queries)
+    for corpus in args.corpora:
+        for n in args.sizes:
+            if corpus == "clustered":
+                docs, _ = clustered_documents(n, n_clusters=4096, tokens=(60, 140), noise=0.4, seed=0)
+                queries = queries_for(docs, args.queries)
+                note = "synthetic clustered"
+            elif corpus in base:
+                dv, qv = base[corpus]
+                docs, queries = tile(dv, n), qv
+                note = f"{len(dv)} encoded SciFact docs tiled+perturbed to {n}"
+            else:
+                continue
+            ntok = sum(len(d) for d in docs)
+            print(f"\n== {corpus}: {n} docs, {ntok} tokens ({note}) ==", flush=True)
+            results = {}
+            for label, compress in (("exact", None), ("plaid-4bit", 4), ("plaid-2bit", 2)):
+                results[label] = run_ours(label, docs, queries, 10, compress, workdir)
+                results[label]["peak_gib"] = peak_gib()
+                print(f"  {label:12s} build {results[label]['build_s']:.1f}s  qps {results[label]['qps']:.1f}", flush=True)
+            peers = {"maxsim-cpu": run_maxsim_cpu(docs, queries, 10)}
+            if not args.no_voyager:
+                peers["voyager-hnsw"] = run_voyager(docs, queries, 10)
+            for label, r in peers.items():
+                if r is not None:
+                    r["peak_gib"] = peak_gib()
+                    results[label] = r
+                    print(f"  {label:12s} build {r['build_s']:.1f}s  qps {r['qps']:.1f}", flush=True)
+            ref = results["exact"]["ids"]
+            for label, r in results.items():
+                rows.append({"corpus": corpus, "docs": n, "tokens": ntok, "method": label,
+                             "build_s": round(r["build_s"], 2), "bytes_per_token": r["bytes_per_token"],
+                             "qps": round(r["qps"], 2), "speedup_vs_exact": round(r["qps"] / results["exact"]["qps"], 2),
+                             "recall@10_vs_exact": round(recall(r["ids"], ref), 4), "peak_rss_gib": round(r["peak_gib"], 2)})
+    print("\n| corpus | docs | method | build s | bytes/token | QPS | x exact | recall@10 vs exact | peak RSS GiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['corpus']} | {r['docs']} | {r['method']} | {r['build_s']} | {r['bytes_per_token']} | {r['qps']} "
+              f"| {r['speedup_vs_exact']} | {r['recall@10_vs_exact']} | {r['peak_rss_gib']} |")
+    print("\npeak RSS is the process high-water mark after each step (cumulative, not per method).")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

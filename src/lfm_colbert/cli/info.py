@@ -1,0 +1,50 @@
+"""`lfm-colbert info DIR`: what an index holds and how it was built."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+HELP = """\
+Show an index's model, storage, counts and sizes. --verify also checks every file against the
+sha256 recorded when it was written and SQLite's integrity, and names any corrupted file.
+"""
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("info", help="describe an index", description=HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("index", metavar="DIR", help="index directory")
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
+    p.add_argument("--verify", action="store_true", help="check every file's checksum")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lfm_colbert.index import Index
+
+    index = Index(args.index, create=False, verify=False)
+    if args.verify:
+        index.verify_files()
+    info = index.info()
+    if args.verify:
+        info["verified"] = True
+    if args.json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return 0
+    model = info["model"]
+    st = info["storage"]
+    print(f"index      {info['path']} (format {info['format_version']}, created {info['created']})")
+    print(f"model      {model.get('model_id')} ({model.get('variant')}, dim {model.get('dim')}, "
+          f"fingerprint {model.get('fingerprint')})")
+    kind = f"PLAID {st['nbits']}-bit residuals" + (f", {info['n_centroids']} centroids" if info["n_centroids"] else "")
+    print(f"storage    {kind if st.get('nbits') else 'exact, float16 vectors'}")
+    print(f"documents  {info['documents']:,} ({info['tokens']:,} tokens) in {info['segments']} segment(s)")
+    print(f"deleted    {info['deleted_fraction']:.1%} of stored tokens (compacted above 25%)")
+    print(f"size       {info['bytes_on_disk']:,} bytes; per token: {info['bytes_per_token_vectors']} "
+          f"(vectors), {info['bytes_per_token_total']} (everything)")
+    if args.verify:
+        print("verified   every checksum matches")
+    index.close()
+    return 0

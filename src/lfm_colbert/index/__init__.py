@@ -1,0 +1,11 @@
+"""Embedded on-disk index: exact and compressed (PLAID-style) MaxSim search, incremental updates.
+
+    >>> from lfm_colbert.index import Index, rerank
+"""
+
+from __future__ import annotations
+
+from lfm_colbert.index.index import Hit, Index
+from lfm_colbert.index.rerank import Ranked, rerank
+
+__all__ = ["Hit", "Index", "Ranked", "rerank"]

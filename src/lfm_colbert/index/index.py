@@ -1,0 +1,568 @@
+"""`Index`: an embedded on-disk ColBERT index with exact or compressed MaxSim search.
+
+    >>> index = Index("my-index", model)                 # creates the directory, or opens it
+    >>> index.add(["Penguins live in the south.", ...], ids=["p1", ...], metadata=[{"lang": "en"}, ...])
+    >>> index.search("¿Dónde viven los pingüinos?", k=5, filter={"lang": "en"})
+    [Hit(id='p1', score=27.4, text='Penguins live in the south.', metadata={'lang': 'en'})]
+    >>> index.delete(["p1"])
+
+Layout (all plain files; see lfm_colbert.index.segments for the arrays):
+
+    manifest.json     format version, model description (id, variant, dim, fingerprint, ColBERT
+                      settings), storage ("float16" or "plaid" with nbits), codec checksums
+    catalog.sqlite    ids, texts, metadata, and which segment row holds each document
+    codec/            compressed indexes: centroids.npy, cutoffs.npy, weights.npy
+    segments/NNNNNN/  immutable arrays, one directory per add
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from lfm_colbert.errors import IndexFormatError, InputError
+from lfm_colbert.index import store
+from lfm_colbert.index.exact import ExactSegment, exact_search
+from lfm_colbert.index.metadata import Catalog
+from lfm_colbert.index.plaid import Codec, PlaidParams, PlaidSegment, build_ivf, plaid_search
+from lfm_colbert.index.segments import next_segment_id, read_segment, remove_orphans, segment_dir, write_segment
+from lfm_colbert.scoring import stack_queries
+
+# Written at most this many tokens per segment, so an add of a large collection streams to disk.
+SEGMENT_TOKENS = 1 << 20
+# Rewrite segments once this fraction of their stored tokens belongs to deleted documents.
+COMPACT_AT = 0.25
+_OWN_FILES = {store.MANIFEST, store.CATALOG, store.CATALOG + "-journal", store.LOCK, "segments", "codec"}
+
+
+@dataclass
+class Hit:
+    """One search result."""
+
+    id: str
+    score: float
+    text: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _describe(model: Any) -> dict[str, Any]:
+    if isinstance(model, Mapping):
+        desc = dict(model)
+    else:
+        desc = dict(model.describe())
+    if not isinstance(desc.get("dim"), int) or desc["dim"] <= 0:
+        raise InputError("the model description needs a positive integer 'dim'")
+    return desc
+
+
+def _load_model(spec: str | None, dtype: str | None = None) -> Any:
+    from lfm_colbert.encoder import ColBERT
+
+    return ColBERT(model=spec, dtype=dtype)
+
+
+class Index:
+    """A directory holding a searchable collection of ColBERT documents.
+
+    model:    a loaded `ColBERT`, a hub id or local path (loaded when first needed), None (the
+              model the index was built with; for a new index, the default model), or a dict
+              like `ColBERT.describe()` for an index fed with precomputed vectors only.
+    compress: None for exact search over float16 vectors (256 bytes per token), or 2 / 4 for
+              PLAID-style compressed search (34 / 66 bytes per token); fixed when the index is
+              created. Compression pays off from roughly 100k documents.
+    verify:   check each file's sha256 against the one recorded when it was written, when loaded.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        model: Any = None,
+        *,
+        compress: int | None = None,
+        n_centroids: int | None = None,
+        create: bool = True,
+        verify: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.verify = verify
+        self._model_obj: Any = None
+        self._model_spec: str | None = None
+        if compress not in (None, 2, 4):
+            raise InputError(f"compress must be 2 or 4 (bits per dimension), not {compress!r}")
+        if (self.path / store.MANIFEST).is_file():
+            self.manifest = store.read_manifest(self.path)
+            have = self.manifest["storage"].get("nbits")
+            if compress is not None and compress != have:
+                kind = f"{have}-bit compressed" if have else "exact (uncompressed)"
+                raise InputError(f"{self.path} is an existing {kind} index; compression is chosen at creation")
+        elif not create:
+            raise IndexFormatError(f"no lfm-colbert index at {self.path}")
+        else:
+            self._create(model, compress, n_centroids)
+        self.catalog = Catalog(self.path / store.CATALOG)
+        self._attach(model)
+        self._codec: Codec | None = None
+        self._segments: dict[int, Any] = {}  # segment id -> ExactSegment | PlaidSegment
+        self._order: list[int] = []  # segment ids in search order
+        self._version: int | None = None
+
+    # -- creation and model --------------------------------------------------------------------
+    def _create(self, model: Any, compress: int | None, n_centroids: int | None) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(f"{self.path} exists and is not a directory")
+        if self.path.is_dir():
+            foreign = [p.name for p in self.path.iterdir() if p.name not in _OWN_FILES and not p.name.startswith(".")]
+            if foreign:
+                raise InputError(f"{self.path} exists and is not an lfm-colbert index (it holds {foreign[0]!r}, ...)")
+            for name in ("segments", "codec", store.CATALOG, store.CATALOG + "-journal"):  # an interrupted creation
+                p = self.path / name
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        if model is None or isinstance(model, str):
+            model = _load_model(model)
+        if not isinstance(model, Mapping):
+            self._model_obj = model
+        desc = _describe(model)
+        self.path.mkdir(parents=True, exist_ok=True)
+        Catalog(self.path / store.CATALOG, create=True).close()
+        self.manifest = {
+            "format": store.FORMAT_NAME,
+            "version": store.FORMAT_VERSION,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "model": desc,
+            "dim": desc["dim"],
+            "storage": {"kind": "plaid", "nbits": compress, "n_centroids": n_centroids}
+            if compress
+            else {"kind": "float16", "nbits": None},
+            "codec": None,
+        }
+        store.write_manifest(self.path, self.manifest)  # last: the manifest is what makes it an index
+
+    def _attach(self, model: Any) -> None:
+        if model is None:
+            return
+        if isinstance(model, str):
+            self._model_spec = model  # loaded and checked on first use
+            return
+        self._check_model(_describe(model))
+        if not isinstance(model, Mapping):
+            self._model_obj = model
+
+    def _check_model(self, desc: Mapping[str, Any]) -> None:
+        have = self.manifest["model"]
+        for key in ("dim", "variant", "fingerprint"):
+            if key in have and key in desc and have[key] != desc[key]:
+                raise IndexFormatError(
+                    f"{self.path} was built with model {have.get('model_id')!r} ({key} {have[key]!r}); "
+                    f"the model given is {desc.get('model_id')!r} ({key} {desc[key]!r}). "
+                    "Search an index with the model that built it, or build a new index."
+                )
+
+    @property
+    def model(self) -> Any:
+        """The encoder, loaded on first use (the one given, else the one recorded in the manifest)."""
+        if self._model_obj is None:
+            spec = self._model_spec or self.manifest["model"].get("model_id")
+            if not spec:
+                raise InputError(f"{self.path} holds precomputed vectors only; pass model= to encode text")
+            # Queries are encoded at the precision the documents were (when the index recorded it).
+            model = _load_model(spec, self.manifest["model"].get("dtype"))
+            self._check_model(_describe(model))
+            self._model_obj = model
+        return self._model_obj
+
+    @property
+    def compressed(self) -> bool:
+        return bool(self.manifest["storage"].get("nbits"))
+
+    # -- reading state ---------------------------------------------------------------------------
+    def _refresh(self, force: bool = False) -> None:
+        """(Re)load segments when the catalog changed since the last look (here or in another process)."""
+        version = self.catalog.data_version()
+        if not force and version == self._version:
+            return
+        self.manifest = store.read_manifest(self.path)
+        records = self.catalog.segments()
+        live = self.catalog.live_rows()
+        if self.compressed and self.manifest["codec"] and self._codec is None:
+            c = self.manifest["codec"]
+            self._codec = Codec.load(self.path / "codec", c["nbits"], c["files"] if self.verify else None)
+        segments: dict[int, Any] = {}
+        for rec in records:
+            seg = self._segments.get(rec["id"]) or self._load_segment(rec)
+            alive = np.zeros(rec["n_docs"], dtype=bool)
+            alive[live.get(rec["id"], [])] = True
+            if not np.array_equal(alive, seg.alive):
+                seg.alive = alive
+                if isinstance(seg, ExactSegment):
+                    seg._buckets = None
+            segments[rec["id"]] = seg
+        self._segments = segments
+        self._order = [r["id"] for r in records]
+        self._version = version
+
+    def _load_segment(self, rec: dict[str, Any]) -> Any:
+        if self.compressed:
+            a = read_segment(self.path, rec, self.verify, mmap=("residuals",))
+        else:
+            a = read_segment(self.path, rec, self.verify, mmap=("vectors",))
+        doclens = a["doclens"].astype(np.int64)
+        offsets = np.zeros(len(doclens) + 1, dtype=np.int64)
+        np.cumsum(doclens, out=offsets[1:])
+        alive = np.zeros(len(doclens), dtype=bool)
+        if self.compressed:
+            return PlaidSegment(a["codes"], a["residuals"], offsets, a["ivf_offsets"], a["ivf_docs"], alive)
+        return ExactSegment(a["vectors"], offsets, alive)
+
+    def __len__(self) -> int:
+        return self.catalog.counts()[0]
+
+    def __contains__(self, doc_id: object) -> bool:
+        return isinstance(doc_id, str) and bool(self.catalog.existing([doc_id]))
+
+    def info(self) -> dict[str, Any]:
+        """Counts, sizes and settings, JSON-able."""
+        n_docs, n_tokens = self.catalog.counts()
+        records = self.catalog.segments()
+        stored = sum(r["n_tokens"] for r in records)
+        sizes: dict[str, int] = {}
+        for p in self.path.rglob("*"):
+            if p.is_file():
+                sizes[p.suffix or p.name] = sizes.get(p.suffix or p.name, 0) + p.stat().st_size
+        vec_files = ("codes.npy", "residuals.npy") if self.compressed else ("vectors.npy",)
+        vec_bytes = sum(
+            (segment_dir(self.path, r["id"]) / f).stat().st_size
+            for r in records
+            for f in vec_files
+            if (segment_dir(self.path, r["id"]) / f).exists()
+        )
+        return {
+            "path": str(self.path),
+            "format_version": self.manifest["version"],
+            "created": self.manifest.get("created"),
+            "model": self.manifest["model"],
+            "storage": self.manifest["storage"],
+            "n_centroids": len(self._codec.centroids) if self._codec is not None else (self.manifest.get("codec") or {}).get("n_centroids"),
+            "documents": n_docs,
+            "tokens": n_tokens,
+            "segments": len(records),
+            "deleted_fraction": round(1 - n_tokens / stored, 4) if stored else 0.0,
+            "bytes_on_disk": sum(sizes.values()),
+            "bytes_per_token_vectors": round(vec_bytes / stored, 2) if stored else None,
+            "bytes_per_token_total": round(sum(sizes.values()) / stored, 2) if stored else None,
+        }
+
+    def verify_files(self) -> None:
+        """Check every file against its recorded checksum and the catalog's integrity; raise naming the bad file."""
+        self.catalog.check()
+        codec = self.manifest.get("codec")
+        if codec:
+            Codec.load(self.path / "codec", codec["nbits"], codec["files"])
+        for rec in self.catalog.segments():
+            read_segment(self.path, rec, verify=True, mmap=("vectors", "residuals"))
+
+    # -- writing -------------------------------------------------------------------------------
+    def add(
+        self,
+        documents: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        parents: Sequence[str | None] | None = None,
+        upsert: bool = False,
+        batch_size: int = 32,
+        show_progress: bool | None = None,
+    ) -> list[str]:
+        """Encode and add documents; returns their ids (generated when not given).
+
+        An id that already exists is an error unless `upsert=True`, which replaces it (and, for a
+        `parents` id, every passage of that parent). The whole call is one atomic write.
+        """
+        if isinstance(documents, str):
+            raise InputError("add() takes a list of documents, not one string")
+        docs = list(documents)
+        for i, d in enumerate(docs):
+            if not isinstance(d, str) or not d.strip():
+                raise InputError(f"document {i} is empty or not a string")
+        model = self.model
+
+        def vectors() -> Iterator[np.ndarray]:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(docs), desc="encoding", unit="doc", disable=None if show_progress is None else not show_progress)
+            step = max(batch_size, 256)
+            for s in range(0, len(docs), step):
+                yield from model.encode(docs[s : s + step], is_query=False, batch_size=batch_size, show_progress_bar=False)
+                bar.update(min(step, len(docs) - s))
+            bar.close()
+
+        return self._add(vectors(), len(docs), ids, docs, metadata, parents, upsert)
+
+    def add_vectors(
+        self,
+        vectors: Sequence[np.ndarray],
+        ids: Sequence[str] | None = None,
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        parents: Sequence[str | None] | None = None,
+        upsert: bool = False,
+    ) -> list[str]:
+        """Add precomputed document vectors, each (T_i, dim); same rules as `add`."""
+        vectors = list(vectors)
+        return self._add(iter(vectors), len(vectors), ids, texts, metadata, parents, upsert)
+
+    def upsert(self, documents: Sequence[str], ids: Sequence[str], metadata: Any = None, **kw: Any) -> list[str]:
+        """Add documents, replacing any with the same ids."""
+        return self.add(documents, ids, metadata, upsert=True, **kw)
+
+    def _add(
+        self,
+        vectors: Iterator[np.ndarray],
+        n: int,
+        ids: Sequence[str] | None,
+        texts: Sequence[str | None] | None,
+        metadata: Sequence[Mapping[str, Any] | None] | None,
+        parents: Sequence[str | None] | None,
+        upsert: bool,
+    ) -> list[str]:
+        ids = [uuid.uuid4().hex for _ in range(n)] if ids is None else list(ids)
+        texts = [None] * n if texts is None else list(texts)
+        metadata = [None] * n if metadata is None else list(metadata)
+        parents = [None] * n if parents is None else list(parents)
+        for name, seq in (("ids", ids), ("texts", texts), ("metadata", metadata), ("parents", parents)):
+            if len(seq) != n:
+                raise InputError(f"got {n} documents but {len(seq)} {name}")
+        for i in ids:
+            if not isinstance(i, str) or not i:
+                raise InputError(f"document ids must be non-empty strings, not {i!r}")
+        if len(set(ids)) != n:
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise InputError(f"id {dup!r} appears more than once in this call")
+        for m in metadata:
+            if m is not None and not isinstance(m, Mapping):
+                raise InputError(f"metadata must be a dict per document, not {type(m).__name__}")
+        if n == 0:
+            return []
+        dim = self.manifest["dim"]
+        with store.writer_lock(self.path):
+            self._refresh(force=True)
+            known = set(self._order)
+            remove_orphans(self.path, known)
+            existing = self.catalog.existing(ids)
+            if existing and not upsert:
+                shown = ", ".join(sorted(existing)[:5])
+                raise InputError(f"{len(existing)} id(s) already in the index ({shown}); use upsert to replace them")
+            replace = sorted(existing | set(self.catalog.ids_with_parent(sorted({p for p in parents if p})))) if upsert else []
+            seg_id = next_segment_id(self.path, known)
+            written: list[tuple[dict[str, Any], list[tuple]]] = []
+            pending: list[np.ndarray] = []
+            start = 0  # index of the first document in `pending`
+
+            def flush() -> None:
+                nonlocal pending, start, seg_id
+                if not pending:
+                    return
+                rows = [
+                    (ids[start + j], parents[start + j], j, len(v), texts[start + j], dict(metadata[start + j] or {}))
+                    for j, v in enumerate(pending)
+                ]
+                written.append((self._write_segment(seg_id, pending), rows))
+                seg_id += 1
+                start += len(pending)
+                pending = []
+
+            tokens = 0
+            for i, v in enumerate(vectors):
+                v = np.asarray(v)
+                if v.ndim != 2 or v.shape[1] != dim or v.shape[0] == 0:
+                    raise InputError(f"document {i} ({ids[i]!r}): expected a (tokens >= 1, {dim}) array, got {v.shape}")
+                if not np.isfinite(v).all():
+                    raise InputError(f"document {i} ({ids[i]!r}) has non-finite values")
+                pending.append(v)
+                tokens += len(v)
+                if tokens >= SEGMENT_TOKENS:
+                    flush()
+                    tokens = 0
+            flush()
+            if start != n:
+                raise InputError(f"expected {n} document vectors, got {start}")
+            store.pause_point("add:segments-written")
+            self.catalog.commit(written, replace=replace, pause=lambda: store.pause_point("add:before-commit"))
+        self._refresh(force=True)
+        self._maybe_compact()
+        return ids
+
+    def _write_segment(self, seg_id: int, vectors: list[np.ndarray]) -> dict[str, Any]:
+        doclens = np.array([len(v) for v in vectors], dtype=np.int32)
+        flat = np.concatenate(vectors).astype(np.float32)  # (N_tok, D)
+        if not self.compressed:
+            arrays = {"vectors": flat.astype(np.float16), "doclens": doclens}
+        else:
+            codec = self._codec or self._train_codec(flat)
+            codes, packed = codec.encode(flat)
+            ivf_offsets, ivf_docs = build_ivf(codes, doclens, len(codec.centroids))
+            arrays = {"codes": codes, "residuals": packed, "doclens": doclens, "ivf_offsets": ivf_offsets, "ivf_docs": ivf_docs}
+        return write_segment(self.path, seg_id, arrays, len(vectors), int(doclens.sum()))
+
+    def _train_codec(self, flat: np.ndarray) -> Codec:
+        """Fit the codec on the first vectors added (the manifest records it before any segment uses it)."""
+        st = self.manifest["storage"]
+        codec = Codec.train(flat, st["nbits"], st.get("n_centroids"))
+        tmp = self.path / ".codec-tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        files = codec.save(tmp)
+        shutil.rmtree(self.path / "codec", ignore_errors=True)
+        tmp.rename(self.path / "codec")
+        store.fsync_dir(self.path)
+        self.manifest["codec"] = {"nbits": codec.nbits, "n_centroids": len(codec.centroids), "files": files}
+        store.write_manifest(self.path, self.manifest)
+        self._codec = codec
+        return codec
+
+    def delete(self, ids: Iterable[str], missing_ok: bool = False) -> int:
+        """Delete documents by id (a parent id deletes all its passages); returns how many were removed.
+
+        Unknown ids are an error (and nothing is deleted) unless `missing_ok`.
+        """
+        if isinstance(ids, str):
+            ids = [ids]
+        ids = list(ids)
+        if not ids:
+            raise InputError("no ids to delete")
+        with store.writer_lock(self.path):
+            targets, unknown = self.catalog.resolve(ids)
+            if unknown and not missing_ok:
+                shown = ", ".join(repr(u) for u in unknown[:5])
+                raise InputError(f"{len(unknown)} id(s) not in the index: {shown}; nothing was deleted")
+            if targets:
+                self.catalog.delete(targets)
+        self._refresh(force=True)
+        self._maybe_compact()
+        return len(targets)
+
+    def _maybe_compact(self) -> None:
+        n_docs, live = self.catalog.counts()
+        stored = sum(r["n_tokens"] for r in self.catalog.segments())
+        if stored and 1 - live / stored > COMPACT_AT:
+            self.compact()
+
+    def compact(self) -> None:
+        """Rewrite segments that hold deleted documents, keeping every id, text and metadata as it was."""
+        with store.writer_lock(self.path):
+            self._refresh(force=True)
+            records = {r["id"]: r for r in self.catalog.segments()}
+            dirty = [sid for sid in self._order if not self._segments[sid].alive.all()]
+            if not dirty:
+                return
+            seg_id = next_segment_id(self.path, set(self._order))
+            written = []
+            for sid in dirty:
+                seg = self._segments[sid]
+                rows = self.catalog.rows_of_segment(sid)
+                keep = np.array([r[2] for r in rows], dtype=np.int64)
+                if len(keep) == 0:
+                    continue
+                arrays = self._subset_arrays(seg, keep)
+                rec = write_segment(self.path, seg_id, arrays, len(keep), int(arrays["doclens"].sum()))
+                docs = [(r[0], r[1], j, r[3], r[4], json.loads(r[5])) for j, r in enumerate(rows)]
+                written.append((rec, docs))
+                seg_id += 1
+            store.pause_point("compact:segments-written")
+            self.catalog.commit(written, drop_segments=dirty)
+            remove_orphans(self.path, {r[0]["id"] for r in written} | (set(records) - set(dirty)))
+        self._segments = {k: v for k, v in self._segments.items() if k not in dirty}
+        self._refresh(force=True)
+
+    def _subset_arrays(self, seg: Any, rows: np.ndarray) -> dict[str, np.ndarray]:
+        from lfm_colbert.index.plaid import token_ranges
+
+        idx, _ = token_ranges(seg.offsets, rows)
+        doclens = (seg.offsets[rows + 1] - seg.offsets[rows]).astype(np.int32)
+        if isinstance(seg, ExactSegment):
+            return {"vectors": np.asarray(seg.tokens[idx]), "doclens": doclens}
+        codes = seg.codes[idx]
+        ivf_offsets, ivf_docs = build_ivf(codes, doclens, len(self._codec.centroids))
+        return {"codes": codes, "residuals": np.asarray(seg.residuals[idx]), "doclens": doclens,
+                "ivf_offsets": ivf_offsets, "ivf_docs": ivf_docs}
+
+    # -- searching -----------------------------------------------------------------------------
+    def search(
+        self, query: str | Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None
+    ) -> list[Hit] | list[list[Hit]]:
+        """Top-k documents for a query (a list of Hit), or for each of several queries (a list of lists)."""
+        single = isinstance(query, str)
+        queries = [query] if single else list(query)
+        if not queries:
+            raise InputError("no queries given")
+        for q in queries:
+            if not isinstance(q, str) or not q.strip():
+                raise InputError("a query must be a non-empty string")
+        _check_k(k)
+        vecs = self.model.encode(queries, is_query=True, show_progress_bar=False)
+        results = self._search(stack_queries(vecs), k, filter)
+        return results[0] if single else results
+
+    def search_vectors(
+        self, queries: np.ndarray | Sequence[np.ndarray], k: int = 10, filter: Mapping[str, Any] | None = None
+    ) -> list[Hit] | list[list[Hit]]:
+        """Like `search`, for query vectors: one (Q, dim) array gives a list, several give a list of lists."""
+        single = isinstance(queries, np.ndarray) and queries.ndim == 2
+        qs = [queries] if single else list(queries)
+        if not qs or any(np.asarray(q).ndim != 2 or np.asarray(q).shape[0] == 0 for q in qs):
+            raise InputError("query vectors must be non-empty (tokens, dim) arrays")
+        if any(np.asarray(q).shape[1] != self.manifest["dim"] for q in qs):
+            raise InputError(f"query vectors must have dimension {self.manifest['dim']}")
+        _check_k(k)
+        results = self._search(stack_queries(qs), k, filter)
+        return results[0] if single else results
+
+    def _search(self, queries: np.ndarray, k: int, filter: Mapping[str, Any] | None) -> list[list[Hit]]:
+        self._refresh()
+        segs = [self._segments[s] for s in self._order]
+        allowed = None
+        if filter is not None:
+            slots = self.catalog.filtered_slots(filter)
+            allowed = []
+            for sid, seg in zip(self._order, segs):
+                m = np.zeros(len(seg.alive), dtype=bool)
+                m[slots.get(sid, [])] = True
+                allowed.append(m)
+        if self.compressed and self._codec is not None:
+            raw = [plaid_search(q, self._codec, segs, k, PlaidParams.for_k(k), allowed) for q in queries]
+        else:
+            raw = exact_search(queries, segs, k, allowed) if segs else [[] for _ in queries]
+        out = []
+        for hits in raw:
+            docs = self.catalog.lookup([(self._order[si], row) for si, row, _ in hits])
+            out.append([Hit(d[0], float(s), d[1], d[2]) for d, (_, _, s) in zip(docs, hits)])
+        return out
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        self.catalog.close()
+        self._segments = {}
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        kind = f"{self.manifest['storage']['nbits']}-bit" if self.compressed else "exact"
+        return f"Index({str(self.path)!r}, {kind}, {len(self)} documents)"
+
+
+def _check_k(k: Any) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise InputError(f"k must be a positive integer, not {k!r}")

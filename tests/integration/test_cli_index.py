@@ -1,0 +1,83 @@
+"""The index / search / info / delete commands on the sample corpus, with a tiny synthetic model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lfm_colbert.cli import main
+
+CORPUS = Path(__file__).resolve().parents[2] / "examples" / "corpus"
+QUERIES = CORPUS.parent / "queries.txt"
+
+
+@pytest.fixture
+def built(tmp_path, tiny_checkpoint, capsys):
+    index = tmp_path / "idx"
+    assert main(["index", str(CORPUS), "--index", str(index), "--model", str(tiny_checkpoint), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "indexed" in out
+    return index
+
+
+def test_index_search_info_delete(built, capsys):
+    n_lines = sum(1 for line in (CORPUS / "passages.jsonl").read_text().splitlines() if line.strip())
+    n_files = sum(1 for _ in (CORPUS / "guides").iterdir())
+
+    assert main(["info", str(built), "--json", "--verify"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["documents"] == n_lines + n_files and info["verified"]
+
+    assert main(["search", str(built), "penguins", "-k", "3", "--json", "--filter", "lang=ja,ko"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 1 and rows[0]["query"] == "penguins"
+    hits = rows[0]["hits"]
+    assert len(hits) == 3 and all(h["metadata"]["lang"] in ("ja", "ko") for h in hits)
+    assert [h["rank"] for h in hits] == [1, 2, 3] and hits[0]["score"] >= hits[-1]["score"]
+
+    assert main(["search", str(built), "--queries", str(QUERIES), "-k", "2"]) == 0
+    text = capsys.readouterr().out
+    n_queries = sum(1 for q in QUERIES.read_text(encoding="utf-8").splitlines() if q.strip() and not q.startswith("#"))
+    assert text.count("query: ") == n_queries
+
+    assert main(["delete", str(built), "penguins-en", "coffee-en"]) == 0
+    assert "deleted 2" in capsys.readouterr().out
+    assert main(["search", str(built), "penguins", "-k", "100", "--json"]) == 0
+    ids = {h["id"] for h in json.loads(capsys.readouterr().out)["hits"]}
+    assert "penguins-en" not in ids and "penguins-es" in ids
+
+
+def test_reindexing_replaces_instead_of_duplicating(built, tiny_checkpoint, capsys):
+    main(["info", str(built), "--json"])
+    before = json.loads(capsys.readouterr().out)["documents"]
+    assert main(["index", str(CORPUS), "--index", str(built), "-q"]) == 0  # model taken from the index
+    capsys.readouterr()
+    main(["info", str(built), "--json"])
+    assert json.loads(capsys.readouterr().out)["documents"] == before
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["search", "{idx}", "x", "-k", "0"], "-k must be a positive integer"),
+        (["search", "{idx}", "x", "--filter", "lang"], "use KEY=VALUE"),
+        (["search", "{idx}"], "at least one query"),
+        (["delete", "{idx}", "no-such-id"], "not in the index"),
+        (["info", "{missing}"], "no lfm-colbert index"),
+        (["index", "{missing}", "--index", "{idx}"], "no such file"),
+    ],
+)
+def test_bad_input_is_one_line_error_and_exit_2(built, tmp_path, argv, message, capsys):
+    argv = [a.format(idx=built, missing=tmp_path / "missing") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_help_teaches():
+    out = subprocess.run([sys.executable, "-m", "lfm_colbert", "index", "--help"], capture_output=True, text=True).stdout
+    assert "--compress" in out and "examples:" in out and ".jsonl" in out

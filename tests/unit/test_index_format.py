@@ -1,0 +1,89 @@
+"""The directory format: a versioned manifest, plain arrays, SQLite; wrong models and corruption are named."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from lfm_colbert.errors import IndexFormatError, InputError
+from lfm_colbert.index import Index
+
+MODEL = {"model_id": "model-a", "variant": "lfm2.5", "dim": 16, "fingerprint": "aaaa", "settings": {"document_length": 512}}
+
+
+def _build(path, compress=None):
+    rng = np.random.default_rng(0)
+    docs = [rng.standard_normal((n, 16)).astype(np.float32) for n in (3, 5, 8, 2)]
+    docs = [d / np.linalg.norm(d, axis=1, keepdims=True) for d in docs]
+    index = Index(path, MODEL, compress=compress, n_centroids=4 if compress else None)
+    index.add_vectors(docs, ids=["w", "x", "y", "z"], texts=["W", "X", "Y", "Z"], metadata=[{"k": i} for i in range(4)])
+    index.close()
+    return docs
+
+
+def test_layout_is_plain_inspectable_files(tmp_path):
+    _build(tmp_path / "idx")
+    root = tmp_path / "idx"
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["format"] == "lfm-colbert-index" and manifest["version"] == 1
+    assert manifest["model"] == MODEL and manifest["dim"] == 16
+    files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert {f.rsplit(".", 1)[-1] for f in files} <= {"json", "sqlite", "npy", "lock"}
+    for f in files:
+        if f.endswith(".npy"):
+            np.load(root / f, allow_pickle=False)  # no pickled objects anywhere
+    rows = sqlite3.connect(root / "catalog.sqlite").execute("SELECT id, text, metadata FROM docs ORDER BY id").fetchall()
+    assert rows[0] == ("w", "W", '{"k": 0}')
+
+
+def test_opening_with_another_model_is_a_clear_error(tmp_path):
+    _build(tmp_path / "idx")
+    other = {**MODEL, "model_id": "model-b", "fingerprint": "bbbb"}
+    with pytest.raises(IndexFormatError, match="model-a.*model-b"):
+        Index(tmp_path / "idx", other)
+    with pytest.raises(IndexFormatError, match="dim"):
+        Index(tmp_path / "idx", {**MODEL, "dim": 32})
+    Index(tmp_path / "idx", dict(MODEL))  # the same model opens fine
+
+
+@pytest.mark.parametrize("compress", [None, 2])
+def test_a_corrupted_file_is_named_not_used(tmp_path, compress):
+    _build(tmp_path / "idx", compress)
+    name = "vectors.npy" if compress is None else "residuals.npy"
+    target = next((tmp_path / "idx" / "segments").rglob(name))
+    data = bytearray(target.read_bytes())
+    data[-3] ^= 0xFF  # one flipped byte inside the array
+    target.write_bytes(bytes(data))
+    index = Index(tmp_path / "idx")
+    with pytest.raises(IndexFormatError, match=name):
+        index.search_vectors(np.ones((2, 16), np.float32))
+    with pytest.raises(IndexFormatError, match=name):
+        index.verify_files()
+
+
+def test_broken_manifest_catalog_and_foreign_directories(tmp_path):
+    _build(tmp_path / "idx")
+    (tmp_path / "idx" / "manifest.json").write_text("{not json")
+    with pytest.raises(IndexFormatError, match="manifest"):
+        Index(tmp_path / "idx")
+    _build(tmp_path / "idx2")
+    (tmp_path / "idx2" / "catalog.sqlite").write_bytes(b"garbage" * 100)
+    with pytest.raises(IndexFormatError, match="catalog.sqlite"):
+        Index(tmp_path / "idx2").search_vectors(np.ones((2, 16), np.float32))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("x")
+    with pytest.raises(InputError, match="not an lfm-colbert index"):
+        Index(tmp_path / "notes", MODEL)
+    with pytest.raises(IndexFormatError, match="no lfm-colbert index"):
+        Index(tmp_path / "missing", create=False)
+
+
+def test_compression_is_fixed_at_creation(tmp_path):
+    _build(tmp_path / "idx")
+    with pytest.raises(InputError, match="exact"):
+        Index(tmp_path / "idx", compress=2)
+    with pytest.raises(InputError, match="2 or 4"):
+        Index(tmp_path / "new", MODEL, compress=3)

@@ -1,0 +1,93 @@
+"""Incremental updates: add, upsert and delete by the user's ids, never renumbering; compaction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lfm_colbert.errors import InputError
+from lfm_colbert.index import Index
+from lfm_colbert.index.synthetic_vectors import clustered_documents, queries_for
+
+MODEL = {"model_id": "vectors-only", "variant": "none", "dim": 128, "fingerprint": "test"}
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    docs, _ = clustered_documents(120, n_clusters=32, tokens=(4, 20), seed=3)
+    return docs, queries_for(docs, 4, seed=5)
+
+
+def _scores(index, q, k=1000):
+    return {h.id: h.score for h in index.search_vectors(q, k=k)}
+
+
+@pytest.mark.parametrize("compress", [None, 4])
+def test_add_delete_upsert_keep_ids_and_results(tmp_path, corpus, compress):
+    docs, queries = corpus
+    index = Index(tmp_path / "idx", MODEL, compress=compress, n_centroids=16 if compress else None)
+    ids = [f"doc-{i}" for i in range(len(docs))]
+    index.add_vectors(docs[:60], ids=ids[:60], texts=[f"t{i}" for i in range(60)])
+    index.add_vectors(docs[60:], ids=ids[60:], texts=[f"t{i}" for i in range(60, 120)])
+    before = _scores(index, queries[0])
+    assert set(before) == set(ids)
+
+    index.delete(["doc-5", "doc-70"])
+    after = _scores(index, queries[0])
+    assert set(after) == set(ids) - {"doc-5", "doc-70"}
+    assert all(after[i] == pytest.approx(before[i], abs=1e-5) for i in after)  # nobody else moved
+
+    # Upsert doc-7 with the vectors of doc-90: it now scores exactly like doc-90 and keeps its id.
+    index.add_vectors([docs[90]], ids=["doc-7"], texts=["new"], metadata=[{"v": 2}], upsert=True)
+    hits = {h.id: h for h in index.search_vectors(queries[0], k=1000)}
+    assert hits["doc-7"].score == pytest.approx(hits["doc-90"].score, abs=1e-5)
+    assert hits["doc-7"].text == "new" and hits["doc-7"].metadata == {"v": 2}
+    assert len(index) == 118
+
+
+def test_duplicate_and_unknown_ids_are_errors_that_change_nothing(tmp_path, corpus):
+    docs, queries = corpus
+    index = Index(tmp_path / "idx", MODEL)
+    index.add_vectors(docs[:10], ids=[str(i) for i in range(10)])
+    with pytest.raises(InputError, match="already in the index"):
+        index.add_vectors(docs[10:12], ids=["10", "3"])
+    with pytest.raises(InputError, match="more than once"):
+        index.add_vectors(docs[10:12], ids=["x", "x"])
+    with pytest.raises(InputError, match="not in the index"):
+        index.delete(["2", "nope"])
+    assert len(index) == 10 and "2" in index and "10" not in index
+    with pytest.raises(InputError):
+        index.add_vectors([np.zeros((0, 128), np.float32)], ids=["empty"])
+    with pytest.raises(InputError):
+        index.add_vectors([np.full((3, 128), np.nan, np.float32)], ids=["nan"])
+    assert index.delete(["nope"], missing_ok=True) == 0
+
+
+def test_parent_ids_delete_and_replace_all_passages(tmp_path, corpus):
+    docs, _ = corpus
+    index = Index(tmp_path / "idx", MODEL)
+    index.add_vectors(docs[:3], ids=["a#0", "a#1", "a#2"], parents=["a"] * 3)
+    index.add_vectors(docs[3:4], ids=["b"], parents=["b"])
+    # The document shrank to two passages: upserting them drops a#2 too.
+    index.add_vectors(docs[4:6], ids=["a#0", "a#1"], parents=["a", "a"], upsert=True)
+    assert "a#2" not in index and len(index) == 3
+    assert index.delete(["a"]) == 2
+    assert len(index) == 1 and "b" in index
+
+
+def test_compaction_keeps_ids_and_results(tmp_path, corpus):
+    docs, queries = corpus
+    index = Index(tmp_path / "idx", MODEL)
+    ids = [f"d{i}" for i in range(len(docs))]
+    index.add_vectors(docs, ids=ids, metadata=[{"i": i} for i in range(len(docs))])
+    index.delete(ids[:20])  # below the automatic threshold
+    assert index.info()["deleted_fraction"] > 0
+    before = index.search_vectors(queries, k=15)
+    index.compact()
+    info = index.info()
+    assert info["deleted_fraction"] == 0 and info["documents"] == len(docs) - 20
+    assert index.search_vectors(queries, k=15) == before
+    index.delete(ids[20:60])  # over 25%: compacts by itself
+    assert index.info()["deleted_fraction"] == 0
+    segs = sorted(p.name for p in (tmp_path / "idx" / "segments").iterdir())
+    assert len(segs) == index.info()["segments"]  # old segment directories are gone
