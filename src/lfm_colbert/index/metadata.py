@@ -82,14 +82,17 @@ class Catalog:
         n, t = self._query("SELECT COUNT(*), COALESCE(SUM(n_tokens), 0) FROM docs")[0]
         return int(n), int(t)
 
-    def existing(self, ids: Iterable[str]) -> set[str]:
-        found: set[str] = set()
-        ids = list(ids)
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
+    def _ids_where_in(self, column: str, values: Iterable[str]) -> list[str]:
+        """Document ids whose `column` is one of `values`, queried in chunks under SQLite's variable limit."""
+        values, out = list(values), []
+        for i in range(0, len(values), 500):
+            part = values[i : i + 500]
             marks = ",".join("?" * len(part))
-            found.update(r[0] for r in self._query(f"SELECT id FROM docs WHERE id IN ({marks})", part))
-        return found
+            out.extend(r[0] for r in self._query(f"SELECT id FROM docs WHERE {column} IN ({marks})", part))
+        return out
+
+    def existing(self, ids: Iterable[str]) -> set[str]:
+        return set(self._ids_where_in("id", ids))
 
     def resolve(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
         """Ids to delete for `ids` (each a document id, or a parent whose passages all go) and unknown ones."""
@@ -180,13 +183,7 @@ class Catalog:
         return int(self._query("PRAGMA data_version")[0][0])
 
     def ids_with_parent(self, parents: Sequence[str]) -> list[str]:
-        out: list[str] = []
-        parents = list(parents)
-        for i in range(0, len(parents), 500):
-            part = parents[i : i + 500]
-            marks = ",".join("?" * len(part))
-            out.extend(r[0] for r in self._query(f"SELECT id FROM docs WHERE parent IN ({marks})", part))
-        return out
+        return self._ids_where_in("parent", parents)
 
     def delete(self, ids: Sequence[str]) -> None:
         c = self.conn

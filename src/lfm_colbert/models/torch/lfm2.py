@@ -24,8 +24,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Variance in fp32, cast back, then scale: the same rounding as the reference.
-        var = x.float().pow(2).mean(-1, keepdim=True)
-        return self.weight * (x.float() * torch.rsqrt(var + self.eps)).to(x.dtype)
+        xf = x.float()
+        return self.weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
 
 
 class RoPE(nn.Module):
@@ -62,7 +62,7 @@ class Attention(nn.Module):
         self.q_layernorm = RMSNorm(d, args.norm_eps)
         self.k_layernorm = RMSNorm(d, args.norm_eps)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         B, S, _ = x.shape
         q = self.q_layernorm(self.q_proj(x).view(B, S, self.n_heads, self.head_dim)).transpose(1, 2)  # (B, nh, S, d)
         k = self.k_layernorm(self.k_proj(x).view(B, S, self.n_kv_heads, self.head_dim)).transpose(1, 2)  # (B, nkv, S, d)
@@ -85,14 +85,18 @@ class ShortConv(nn.Module):
         self.out_proj = nn.Linear(H, H, bias=args.conv_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        S = x.shape[1]
-        b, c, h = self.in_proj(x).transpose(1, 2).chunk(3, dim=1)  # 3 x (B, H, S)
+        S, K = x.shape[1], self.kernel_size
+        b, c, h = self.in_proj(x).chunk(3, dim=-1)  # 3 x (B, S, H)
         bx = b * h
         # Pads are real inputs here (not zeroed), as in the trained models.
-        K = self.kernel_size
-        pad = (K - 1, 0) if self.is_causal else (K // 2, K - 1 - K // 2)
-        y = self.conv(F.pad(bx, pad))[..., :S]  # (B, H, S)
-        return self.out_proj((c * y).transpose(1, 2))  # (B, S, H)
+        left = K - 1 if self.is_causal else K // 2
+        xp = F.pad(bx, (0, 0, left, K - 1 - left))  # (B, S + K - 1, H)
+        # Depthwise conv as K shifted multiply-adds: y[t] = sum_k w[k] * bx[t + k - left].
+        w = self.conv.weight[:, 0, :]  # (H, K)
+        y = xp[:, :S] * w[:, 0]
+        for k in range(1, K):
+            y = y + xp[:, k : k + S] * w[:, k]
+        return self.out_proj(c * y)  # (B, S, H)
 
 
 class MLP(nn.Module):
@@ -118,7 +122,7 @@ class DecoderLayer(nn.Module):
         self.ffn_norm = RMSNorm(args.hidden_size, args.norm_eps)
         self.feed_forward = MLP(args)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         h = self.operator_norm(x)
         x = x + (self.self_attn(h, mask, rope) if self.is_attention else self.conv(h))
         return x + self.feed_forward(self.ffn_norm(x))
@@ -142,11 +146,11 @@ class Lfm2Model(nn.Module):
         return self.embedding_norm(x)
 
 
-def attention_mask_4d(attention_mask: torch.Tensor, is_causal: bool) -> torch.Tensor:
+def attention_mask_4d(attention_mask: torch.Tensor, is_causal: bool) -> torch.Tensor | None:
     """Boolean (B, 1, S|1, S) mask, True = may attend. Key padding only, plus causality for LFM2."""
     keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, S)
     if not is_causal:
-        return keys
+        return None if bool(keys.all()) else keys  # no mask lets SDPA take its fastest path
     S = attention_mask.shape[1]
     causal = torch.ones(S, S, dtype=torch.bool, device=attention_mask.device).tril()
     return keys & causal  # (B, 1, S, S); BOS is real, so no row is fully masked
