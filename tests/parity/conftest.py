@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
-
-# Test modules here do `from conftest import shared_path`; with a conftest.py in this folder that
-# import finds this file, so re-export the helper from tests/conftest.py (loaded by path, as a plain module).
-_spec = importlib.util.spec_from_file_location("_lfm_tests_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
-_top = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_top)
-shared_path = _top.shared_path
 
 
 @pytest.fixture(scope="session")

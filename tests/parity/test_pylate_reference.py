@@ -7,15 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from conftest import shared_path
 from lfm_colbert.scoring import maxsim
 
 
 @pytest.fixture(scope="module")
-def reference():
+def reference(shared_data):
     from safetensors.numpy import load_file
 
-    ref = shared_path("lfm2-colbert-reference")
+    ref = shared_data / "lfm2-colbert-reference"
     texts = json.loads((ref / "texts.json").read_text(encoding="utf-8"))
     return texts, load_file(str(ref / "colbert_reference.safetensors"))
 

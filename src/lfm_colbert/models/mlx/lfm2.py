@@ -59,13 +59,17 @@ class ShortConv(nn.Module):
         self.out_proj = nn.Linear(H, H, bias=args.conv_bias)
 
     def __call__(self, x: mx.array) -> mx.array:
-        S = x.shape[1]
+        S, K = x.shape[1], self.kernel_size
         b, c, h = mx.split(self.in_proj(x), 3, axis=-1)  # 3 x (B, S, H)
         bx = b * h
         # Pads are real inputs here (not zeroed), as in the trained models.
-        K = self.kernel_size
-        pad = (K - 1, 0) if self.is_causal else (K // 2, K - 1 - K // 2)
-        y = self.conv(mx.pad(bx, [(0, 0), pad, (0, 0)]))[:, :S]  # (B, S, H)
+        left = K - 1 if self.is_causal else K // 2
+        xp = mx.pad(bx, [(0, 0), (left, K - 1 - left), (0, 0)])  # (B, S + K - 1, H)
+        # Depthwise conv as K shifted multiply-adds: y[t] = sum_k w[k] * bx[t + k - left].
+        w = self.conv.weight[:, :, 0]  # (H, K)
+        y = xp[:, :S] * w[:, 0]
+        for k in range(1, K):
+            y = y + xp[:, k : k + S] * w[:, k]
         return self.out_proj(c * y)  # (B, S, H)
 
 
