@@ -12,7 +12,6 @@ offsets into the document's text), so a hit can be traced back to the exact span
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from lfm_colbert.errors import InputError
+from lfm_colbert.jsonl import iter_objects
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 JSONL_SUFFIXES = {".jsonl"}
@@ -87,30 +87,22 @@ def _read_file(path: Path) -> Iterator[Document]:
 
 def _read_jsonl(content: str, source: str) -> Iterator[Document]:
     """One document per line: {"id"|"_id", "text", optional "title", optional "metadata": {...}, other fields}."""
-    for n, line in enumerate(content.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{source}:{n}: not valid JSON ({exc.msg})") from None
-        if not isinstance(rec, dict):
-            raise InputError(f"{source}:{n}: each line must be a JSON object")
+    for n, rec in iter_objects(content.splitlines(), source, InputError):
         text = rec.get("text")
         if not isinstance(text, str):
-            raise InputError(f"{source}:{n}: needs a string field 'text'")
+            raise InputError(f"{source}, line {n}: needs a string field 'text'")
         doc_id = rec.get("id", rec.get("_id", f"{source}:{n}"))
         if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool) or str(doc_id) == "":
-            raise InputError(f"{source}:{n}: 'id' must be a non-empty string or integer")
+            raise InputError(f"{source}, line {n}: 'id' must be a non-empty string or integer")
         meta = rec.get("metadata") or {}
         if not isinstance(meta, dict):
-            raise InputError(f"{source}:{n}: 'metadata' must be an object")
+            raise InputError(f"{source}, line {n}: 'metadata' must be an object")
         extra = {k: v for k, v in rec.items() if k not in {"id", "_id", "text", "metadata"}}
         title = rec.get("title")
         if isinstance(title, str) and title.strip():
             text = f"{title.strip()}\n\n{text}"  # titles carry signal (BEIR convention)
         if not text.strip():
-            warnings.warn(f"{source}:{n} has an empty text; skipped", stacklevel=3)
+            warnings.warn(f"{source}, line {n} has an empty text; skipped", stacklevel=3)
             continue
         yield Document(str(doc_id), text, {**extra, **meta, "source": source, "line": n})
 

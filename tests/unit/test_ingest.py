@@ -30,7 +30,7 @@ def test_reads_txt_md_jsonl_and_folders(tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [("{bad json", "d.jsonl:1: not valid JSON"), ('{"id": "a"}', "needs a string field 'text'"), ("[1]", "JSON object")],
+    [("{bad json", "d.jsonl, line 1: not valid JSON"), ('{"id": "a"}', "d.jsonl, line 1: needs a string field 'text'"), ("[1]", "JSON object")],
 )
 def test_bad_jsonl_lines_are_named(tmp_path, content, message):
     (tmp_path / "d.jsonl").write_text(content)

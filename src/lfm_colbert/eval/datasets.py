@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lfm_colbert.errors import DatasetError
+from lfm_colbert.jsonl import iter_objects
 
 
 @dataclass
@@ -107,14 +108,8 @@ def doc_text(title: str | None, text: str | None) -> str:
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
     with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}, line {i}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or "_id" not in row:
+        for i, row in iter_objects(f, str(path), DatasetError):
+            if "_id" not in row:
                 raise DatasetError(f"{path}, line {i}: expected an object with an '_id' field")
             rows.append(row)
     return rows
