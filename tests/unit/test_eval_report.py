@@ -57,7 +57,7 @@ def _loader(model, precision):
     if model == "bm25":
         return BM25System()
     return ColBERTSystem(WordEncoder(precision), f"{model} {precision}" if precision else model, model, precision,
-                         show_progress=False, size_bytes={"bf16": 700 << 20, "4bit": 200 << 20}.get(precision))
+                         show_progress=False, size_bytes={"bf16": 700_000_000, "4bit": 200_000_000}.get(precision))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 def _size(n: int | None) -> str:
     if not n:
         return "—"
-    return f"{n / 2**20:.1f} MB" if n < 2**30 else f"{n / 2**30:.2f} GB"
+    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"  # decimal units, as convert and model cards use
 
 
 def markdown_table(results: dict) -> str:
