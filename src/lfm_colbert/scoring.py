@@ -117,8 +117,9 @@ def maxsim_buckets(queries: np.ndarray, buckets: Buckets, query_group: int = 16)
             with torch.inference_mode():
                 for pos, block in zip(buckets.positions, buckets.blocks):
                     n, T, _ = block.shape
-                    s = (block.view(n * T, D) @ qt).view(n, T, b, Q).amax(1)  # (n, b, Q)
-                    out[pos, g : g + b] = s.float().sum(-1).numpy()
+                    # Matmul in bf16, max in fp32 numpy: torch's bf16 amax over T took ~2x the matmul's time.
+                    s = (block.view(n * T, D) @ qt).float().numpy().reshape(n, T, b, Q).max(1)  # (n, b, Q)
+                    out[pos, g : g + b] = s.sum(-1)
         else:
             for pos, block in zip(buckets.positions, buckets.blocks):
                 n, T, _ = block.shape

@@ -11,7 +11,7 @@ Layout (all plain files; see lfm_colbert.index.segments for the arrays):
     manifest.json     format version, model description (id, variant, dim, fingerprint, ColBERT
                       settings), storage ("float16" or "plaid" with nbits), codec checksums
     catalog.sqlite    ids, texts, metadata, and which segment row holds each document
-    codec/            compressed indexes: centroids.npy, cutoffs.npy, weights.npy
+    codec/            compressed indexes: centroids.npy, pq_centroids.npy (residual product quantizer)
     segments/NNNNNN/  immutable arrays, one directory per add
 """
 
@@ -195,7 +195,7 @@ class Index:
         live = self.catalog.live_rows()
         if self.compressed and self.manifest["codec"] and self._codec is None:
             c = self.manifest["codec"]
-            self._codec = Codec.load(self.path / "codec", c["nbits"], c["files"] if self.verify else None)
+            self._codec = Codec.load(self.path / "codec", c["nbits"], c["files"] if self.verify else None, c.get("format"))
         segments: dict[int, Any] = {}
         for rec in records:
             seg = self._segments.get(rec["id"]) or self._load_segment(rec)
@@ -266,7 +266,7 @@ class Index:
         self.catalog.check()
         codec = self.manifest.get("codec")
         if codec:
-            Codec.load(self.path / "codec", codec["nbits"], codec["files"])
+            Codec.load(self.path / "codec", codec["nbits"], codec["files"], codec.get("format"))
         for rec in self.catalog.segments():
             read_segment(self.path, rec, verify=True, mmap=("vectors", "residuals"))
 
@@ -424,7 +424,8 @@ class Index:
         shutil.rmtree(self.path / "codec", ignore_errors=True)
         tmp.rename(self.path / "codec")
         store.fsync_dir(self.path)
-        self.manifest["codec"] = {"nbits": codec.nbits, "n_centroids": len(codec.centroids), "files": files}
+        self.manifest["codec"] = {"format": Codec.FORMAT, "nbits": codec.nbits, "n_centroids": len(codec.centroids),
+                                 "files": files}
         store.write_manifest(self.path, self.manifest)
         self._codec = codec
         return codec
