@@ -45,6 +45,7 @@ class Checkpoint:
     weight_files: list[tuple[str, Path]]  # (name prefix, file); prefix "1_Dense." for the head
     tokenizer_file: Path
     tokenizer_config: dict[str, Any] = field(default_factory=dict)
+    _shapes: dict[str, tuple[tuple[int, ...], str]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def quantization(self) -> dict[str, Any] | None:
@@ -52,12 +53,13 @@ class Checkpoint:
         return self.config.get("quantization")
 
     def tensor_shapes(self) -> dict[str, tuple[tuple[int, ...], str]]:
-        """Canonical tensor name -> (shape, safetensors dtype), read from file headers only."""
-        shapes: dict[str, tuple[tuple[int, ...], str]] = {}
-        for prefix, file in self.weight_files:
-            for name, (shape, dtype) in read_safetensors_header(file).items():
-                shapes[canonical_name(prefix + name)] = (shape, dtype)
-        return shapes
+        """Canonical tensor name -> (shape, safetensors dtype), read from file headers once."""
+        if self._shapes is None:
+            self._shapes = {}
+            for prefix, file in self.weight_files:
+                for name, (shape, dtype) in read_safetensors_header(file).items():
+                    self._shapes[canonical_name(prefix + name)] = (shape, dtype)
+        return dict(self._shapes)
 
     def fingerprint(self) -> str:
         """A short hash that changes when the weights change; cheap (headers + a sample of bytes)."""
