@@ -136,8 +136,12 @@ def dir_size(path: str | os.PathLike) -> int | None:
 
 
 def converted_path(model: str, precision: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Cache folder of a conversion, keyed by the source's weights so new weights at the same path reconvert."""
+    from lfm_colbert.checkpoint import load_checkpoint
+
+    fingerprint = load_checkpoint(model).fingerprint()
     base = Path(cache_dir or os.environ.get("LFM_COLBERT_CACHE") or Path.home() / ".cache" / "lfm-colbert").expanduser()
-    return base / "converted" / f"{_slug(model)}-{precision}"
+    return base / "converted" / f"{_slug(model)}-{fingerprint}-{precision}"
 
 
 def prepare_precision(model: str, precision: str, cache_dir: str | os.PathLike | None = None) -> Path:
