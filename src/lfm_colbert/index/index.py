@@ -34,6 +34,7 @@ from lfm_colbert.index.metadata import Catalog
 from lfm_colbert.index.plaid import Codec, PlaidParams, PlaidSegment, build_ivf, plaid_search
 from lfm_colbert.index.segments import next_segment_id, read_segment, remove_orphans, segment_dir, write_segment
 from lfm_colbert.scoring import stack_queries
+from lfm_colbert.tokenization import check_texts
 
 # Written at most this many tokens per segment, so an add of a large collection streams to disk.
 SEGMENT_TOKENS = 1 << 20
@@ -290,9 +291,7 @@ class Index:
         if isinstance(documents, str):
             raise InputError("add() takes a list of documents, not one string")
         docs = list(documents)
-        for i, d in enumerate(docs):
-            if not isinstance(d, str) or not d.strip():
-                raise InputError(f"document {i} is empty or not a string")
+        docs = check_texts(docs) if docs else []  # one error naming every empty or non-string text
         model = self.model
 
         def vectors() -> Iterator[np.ndarray]:

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from lfm_colbert.errors import InputError
 from lfm_colbert.scoring import maxsim
+from lfm_colbert.tokenization import check_texts
 
 
 @dataclass
@@ -28,9 +29,7 @@ def rerank(query: str, documents: Sequence[str], model: Any = None, k: int | Non
     if isinstance(documents, str):
         raise InputError("rerank() takes a list of documents, not one string")
     docs = list(documents)
-    for i, d in enumerate(docs):
-        if not isinstance(d, str) or not d.strip():
-            raise InputError(f"document {i} is empty or not a string")
+    docs = check_texts(docs) if docs else []  # one error naming every empty or non-string text
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k <= 0):
         raise InputError(f"k must be a positive integer, not {k!r}")
     if not docs:
