@@ -48,7 +48,8 @@ def stack_queries(queries: Sequence[np.ndarray]) -> np.ndarray:
     qs = [np.asarray(q, dtype=np.float32) for q in queries]
     if any(q.ndim != 2 for q in qs):
         raise ValueError("each query must be a 2-D (tokens, dim) array")
-    out = np.zeros((len(qs), max(q.shape[0] for q in qs), qs[0].shape[1]), dtype=np.float32)
+    q_max = max(1, max(q.shape[0] for q in qs))  # one zero row even if every query is empty
+    out = np.zeros((len(qs), q_max, qs[0].shape[1]), dtype=np.float32)
     for i, q in enumerate(qs):
         out[i, : q.shape[0]] = q
     return out
