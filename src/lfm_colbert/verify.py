@@ -118,16 +118,12 @@ def _forward_sets(backend, tok: ColBERTTokenizer, probes) -> list[np.ndarray]:
 
 
 def make_backend(ckpt: Checkpoint, backend: str, dtype: str | None, device: str | None):
-    from lfm_colbert.models import resolve_backend
+    """The candidate's backend; PyTorch runs on the CPU unless a device is given, like the reference."""
+    from lfm_colbert.models import load_backend, resolve_backend
 
-    name = resolve_backend(backend)
-    if name == "torch":
-        from lfm_colbert.models.torch.backend import TorchBackend
-
-        return TorchBackend(ckpt, dtype=dtype, device=device or "cpu")
-    from lfm_colbert.models.mlx.backend import MLXBackend
-
-    return MLXBackend(ckpt, dtype=dtype, device=device)
+    if device is None and resolve_backend(backend) == "torch":
+        device = "cpu"
+    return load_backend(ckpt, backend=backend, dtype=dtype, device=device)
 
 
 def verify(
