@@ -68,14 +68,13 @@ class ColBERTTokenizer:
 
     def tokenize(self, texts: Sequence[str], is_query: bool = False) -> dict[str, np.ndarray]:
         """PyLate-compatible `input_ids` / `attention_mask`, int64 arrays of shape (B, S)."""
-        ids, mask, _ = self.tokenize_with_info(texts, is_query=is_query)
+        ids, mask, _ = self.tokenize_with_info(check_texts(texts), is_query=is_query)
         return {"input_ids": ids, "attention_mask": mask}
 
     def tokenize_with_info(
         self, texts: Sequence[str], is_query: bool = False
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        """As `tokenize`, plus the number of texts that were truncated."""
-        texts = check_texts(texts)
+        """As `tokenize`, plus the number of texts that were truncated; `texts` already passed `check_texts`."""
         s = self.settings
         max_len = self.max_tokens(is_query) - 1  # room for the prefix token
         cut = [t[: max_len * _CHARS_PER_TOKEN_BOUND] for t in texts]
