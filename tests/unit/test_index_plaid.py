@@ -37,6 +37,9 @@ def test_codec_round_trip_and_size():
         assert packed.shape == (2000, 128 * nbits // 8) and codes.dtype == np.uint16
         assert codec.bytes_per_token == {2: 34, 4: 66}[nbits]  # <= 36 at 2 bits (Stanford PLAID's size)
         decoded = codec.decode(codes, packed)
+        # The numpy decoder reads faiss's codebook layout: it must agree with faiss's own decode.
+        ref = codec.centroids[codes.astype(int)] + codec._pq().decode(packed)
+        np.testing.assert_allclose(decoded, ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=1e-6)
         errors[nbits] = float(np.mean(np.sum((decoded - x) ** 2, axis=1)))
         centroid_only = float(np.mean(np.sum((codec.centroids[codes.astype(int)] - x) ** 2, axis=1)))
         assert errors[nbits] < centroid_only / 3  # residuals carry real information
@@ -80,3 +83,38 @@ def test_codec_save_load_and_format_check(tmp_path):
         Codec.load(tmp_path / "codec", 2, files, None)  # a codec written before the format was recorded
     with pytest.raises(IndexFormatError):
         Codec.load(tmp_path / "codec", 4, files, Codec.FORMAT)  # 32 sub-vectors cannot be 4 bits
+
+
+def test_unpruned_search_over_segments_equals_maxsim_on_decoded_vectors():
+    """With every centroid probed and nothing pruned, the three stages must keep every live,
+    allowed document of every segment and rank them by MaxSim of their decoded vectors."""
+    from lfm_colbert.index.plaid import PlaidParams, PlaidSegment, plaid_search
+    from lfm_colbert.scoring import maxsim
+
+    docs, _ = clustered_documents(120, n_clusters=40, tokens=(3, 12), noise=0.4, seed=3)
+    query = queries_for(docs, 1, q_tokens=8, seed=4)[0]
+    codec = Codec.train(np.concatenate(docs), 2, n_centroids=16, niter=5)
+    segments, decoded = [], []
+    for part in (docs[:50], docs[50:]):  # two segments, as after two adds
+        lens = np.array([len(d) for d in part])
+        codes, packed = codec.encode(np.concatenate(part))
+        offsets = np.concatenate([[0], np.cumsum(lens)])
+        ivf_offsets, ivf_docs = build_ivf(codes, lens, 16)
+        alive = np.ones(len(part), dtype=bool)
+        alive[::7] = False  # deleted documents
+        segments.append(PlaidSegment(codes, packed, offsets, ivf_offsets, ivf_docs, alive))
+        decoded.append([codec.decode(codes[offsets[i] : offsets[i + 1]], packed[offsets[i] : offsets[i + 1]])
+                        for i in range(len(part))])
+    allowed = [None, np.arange(70) % 2 == 0]  # a metadata filter on the second segment only
+    params = PlaidParams(nprobe=16, ndocs=10**6, ndecode=10**6)
+    got = plaid_search(query, codec, segments, 1000, params, allowed)
+
+    want = []
+    for si, seg in enumerate(segments):
+        rows = np.flatnonzero(seg.alive & (allowed[si] if allowed[si] is not None else True))
+        scores = maxsim(query, [decoded[si][r] for r in rows])
+        want += [(si, int(r), float(s)) for r, s in zip(rows, scores)]
+    assert sorted((s, r) for s, r, _ in got) == sorted((s, r) for s, r, _ in want)
+    got_scores = {(s, r): sc for s, r, sc in got}
+    np.testing.assert_allclose([got_scores[(s, r)] for s, r, _ in want], [sc for _, _, sc in want], rtol=1e-5)
+    assert [sc for _, _, sc in got] == sorted((sc for _, _, sc in got), reverse=True)
