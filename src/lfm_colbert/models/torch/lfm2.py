@@ -28,6 +28,25 @@ class RMSNorm(nn.Module):
         return self.weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
 
 
+class Linear(nn.Linear):
+    """nn.Linear that, on the CPU for 16-256 rows, computes (W @ x^T)^T instead of x @ W^T.
+
+    Same numbers; a CPU dispatch detail with no MLX counterpart. For one 32-token query oneDNN
+    streams the weights ~1.4x faster in this orientation (the model's GEMMs take 60 instead of
+    85 ms); from 512 rows on both take the same time, and below 16 rows it is slower.
+    """
+
+    @staticmethod
+    def transposed(x: torch.Tensor) -> bool:
+        return x.device.type == "cpu" and 16 <= x.numel() // x.shape[-1] <= 256
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.transposed(x) or self.bias is not None:
+            return super().forward(x)
+        y = torch.mm(self.weight, x.reshape(-1, x.shape[-1]).T)  # (N, rows)
+        return y.T.contiguous().view(*x.shape[:-1], -1)  # (..., N)
+
+
 class RoPE(nn.Module):
     """Non-interleaved (NeoX) rotary embedding; positions 0..S-1 regardless of padding."""
 
@@ -55,10 +74,10 @@ class Attention(nn.Module):
         H, d = args.hidden_size, args.head_dim
         self.n_heads, self.n_kv_heads, self.head_dim = args.num_attention_heads, args.num_key_value_heads, d
         self.scale = d**-0.5
-        self.q_proj = nn.Linear(H, self.n_heads * d, bias=False)
-        self.k_proj = nn.Linear(H, self.n_kv_heads * d, bias=False)
-        self.v_proj = nn.Linear(H, self.n_kv_heads * d, bias=False)
-        self.out_proj = nn.Linear(self.n_heads * d, H, bias=False)
+        self.q_proj = Linear(H, self.n_heads * d, bias=False)
+        self.k_proj = Linear(H, self.n_kv_heads * d, bias=False)
+        self.v_proj = Linear(H, self.n_kv_heads * d, bias=False)
+        self.out_proj = Linear(self.n_heads * d, H, bias=False)
         self.q_layernorm = RMSNorm(d, args.norm_eps)
         self.k_layernorm = RMSNorm(d, args.norm_eps)
 
@@ -80,9 +99,9 @@ class ShortConv(nn.Module):
         super().__init__()
         H, K = args.hidden_size, args.conv_L_cache
         self.kernel_size, self.is_causal = K, args.is_causal
-        self.in_proj = nn.Linear(H, 3 * H, bias=args.conv_bias)
+        self.in_proj = Linear(H, 3 * H, bias=args.conv_bias)
         self.conv = nn.Conv1d(H, H, kernel_size=K, groups=H, bias=args.conv_bias)  # weight (H, 1, K)
-        self.out_proj = nn.Linear(H, H, bias=args.conv_bias)
+        self.out_proj = Linear(H, H, bias=args.conv_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         K = self.kernel_size
@@ -99,11 +118,17 @@ class ShortConv(nn.Module):
 class MLP(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
-        self.w1 = nn.Linear(args.hidden_size, args.ff_dim, bias=False)
-        self.w3 = nn.Linear(args.hidden_size, args.ff_dim, bias=False)
-        self.w2 = nn.Linear(args.ff_dim, args.hidden_size, bias=False)
+        self.w1 = Linear(args.hidden_size, args.ff_dim, bias=False)
+        self.w3 = Linear(args.hidden_size, args.ff_dim, bias=False)
+        self.w2 = Linear(args.ff_dim, args.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if Linear.transposed(x):
+            # Stay in Linear's transposed layout between the three GEMMs: only the (rows, H)
+            # output is copied back, not the two (rows, F) intermediates (~5 ms of a query).
+            xt = x.reshape(-1, x.shape[-1]).T  # (H, rows)
+            g = F.silu(torch.mm(self.w1.weight, xt)) * torch.mm(self.w3.weight, xt)  # (F, rows)
+            return torch.mm(self.w2.weight, g).T.contiguous().view(x.shape)  # (B, S, H)
         return self.w2(F.silu(self.w1(x)) * self.w3(x))  # (B, S, F) -> (B, S, H)
 
 
@@ -160,7 +185,7 @@ class Model(nn.Module):
         super().__init__()
         self.args = args
         self.model = Lfm2Model(args)
-        self.dense = nn.Linear(args.hidden_size, args.out_features, bias=False)
+        self.dense = Linear(args.hidden_size, args.out_features, bias=False)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         h = self.model(input_ids, attention_mask)  # (B, S, H)
