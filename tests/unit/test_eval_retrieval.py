@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lfm_colbert.eval.retrieval import PackedDocs, encode_corpus, maxsim_scores
+from lfm_colbert.eval.retrieval import PackedDocs, encode_texts, maxsim_scores
 from lfm_colbert.scoring import maxsim
 
 
@@ -36,14 +36,13 @@ def test_packed_docs_offsets():
     np.testing.assert_array_equal(p.vectors[3:5], docs[2])
 
 
-def test_encode_corpus_restores_order():
+def test_encode_texts_skips_empty_texts_and_keeps_order():
     class Fake:
         def encode(self, texts, *, is_query=False, batch_size=32, show_progress_bar=None):
             self.seen = list(texts)
             return [np.full((len(t), 4), len(t), np.float32) for t in texts]
 
     fake = Fake()
-    texts = ["aa", "a", "aaaa", "aaa"]
-    out = encode_corpus(fake, texts)
-    assert fake.seen == ["aaaa", "aaa", "aa", "a"]  # longest first: less padding per batch
-    assert [v.shape[0] for v in out] == [2, 1, 4, 3]
+    out = encode_texts(fake, ["aa", "", "aaaa", "  ", "a"])
+    assert fake.seen == ["aa", "aaaa", "a"]  # the encoder refuses empty texts; they get no vectors
+    assert [v.shape[0] for v in out] == [2, 0, 4, 0, 1]

@@ -25,7 +25,7 @@ from lfm_colbert.errors import InputError
 from lfm_colbert.eval.bm25 import BM25, tokenizer_kind
 from lfm_colbert.eval.datasets import RetrievalDataset
 from lfm_colbert.eval.metrics import Run, evaluate, top_k_run
-from lfm_colbert.eval.retrieval import PackedDocs, encode_corpus, encode_texts, index_search, maxsim_scores
+from lfm_colbert.eval.retrieval import PackedDocs, encode_texts, index_search, maxsim_scores
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,9 @@ class ColBERTSystem:
         if key not in self._memo:
             if not ds.meta.get("corpus_key"):  # a one-off corpus: keep at most one in memory
                 self._memo = {k: v for k, v in self._memo.items() if k[0] != "corpus"}
-            vecs = encode_corpus(self.encoder, list(ds.corpus.values()), self.batch_size, self.show_progress)
+            # ColBERT.encode length-sorts its batches itself (as PyLate does) and returns input order.
+            vecs = encode_texts(self.encoder, list(ds.corpus.values()), batch_size=self.batch_size,
+                                show_progress=self.show_progress)
             self._memo[key] = (vecs, PackedDocs(vecs))
         return self._memo[key]
 
