@@ -114,13 +114,13 @@ def maxsim_buckets(queries: np.ndarray, buckets: Buckets, query_group: int = 16)
         b = qg.shape[0]
         flat = qg.reshape(b * Q, D)
         if torch is not None:
-            qt = torch.from_numpy(np.ascontiguousarray(flat)).to(torch.bfloat16)  # (bQ, D)
+            qb = torch.from_numpy(np.ascontiguousarray(flat)).to(torch.bfloat16)  # (bQ, D)
             with torch.inference_mode():
                 for pos, block in zip(buckets.positions, buckets.blocks):
                     n, T, _ = block.shape
                     # Scores laid out (bQ, n*T) so the max over a document's T tokens runs along
                     # contiguous memory: a strided max over T cost as much as the matmul itself.
-                    s = (qt @ block.view(n * T, D).T).view(b * Q, n, T).amax(-1)  # (bQ, n), exact in bf16
+                    s = (qb @ block.view(n * T, D).T).view(b * Q, n, T).amax(-1)  # (bQ, n), exact in bf16
                     out[pos, g : g + b] = s.float().view(b, Q, n).sum(1).T.numpy()  # (n, b)
         else:
             for pos, block in zip(buckets.positions, buckets.blocks):
