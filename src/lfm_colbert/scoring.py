@@ -130,6 +130,15 @@ def maxsim_buckets(queries: np.ndarray, buckets: Buckets, query_group: int = 16)
     return out
 
 
+def token_ranges(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Token indices of documents `rows` laid end to end, and where each document starts in that list."""
+    lens = offsets[rows + 1] - offsets[rows]
+    starts = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lens, out=starts[1:])
+    idx = np.repeat(offsets[rows] - starts[:-1], lens) + np.arange(starts[-1])
+    return idx, starts
+
+
 def maxsim_rows(queries: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Full-precision (float32) scores (len(rows), B) for a few rows of a flat store; used to rescore a shortlist."""
     B, Q, D = queries.shape
@@ -137,10 +146,7 @@ def maxsim_rows(queries: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, ro
     out = np.zeros((len(rows), B), dtype=np.float32)
     if len(rows) == 0:
         return out
-    lens = offsets[rows + 1] - offsets[rows]
-    starts = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lens, out=starts[1:])
-    idx = np.repeat(offsets[rows] - starts[:-1], lens) + np.arange(starts[-1])
+    idx, starts = token_ranges(offsets, rows)
     d = np.asarray(tokens[idx], dtype=np.float32)  # (n_tok, D), one gather
     flat = np.ascontiguousarray(queries.reshape(B * Q, D))
     torch = _torch()

@@ -33,7 +33,7 @@ from lfm_colbert.index.exact import ExactSegment, exact_search
 from lfm_colbert.index.metadata import Catalog
 from lfm_colbert.index.plaid import Codec, PlaidParams, PlaidSegment, build_ivf, plaid_search
 from lfm_colbert.index.segments import next_segment_id, read_segment, remove_orphans, segment_dir, write_segment
-from lfm_colbert.scoring import stack_queries
+from lfm_colbert.scoring import stack_queries, token_ranges
 from lfm_colbert.tokenization import check_texts
 
 # Written at most this many tokens per segment, so an add of a large collection streams to disk.
@@ -484,8 +484,6 @@ class Index:
         self._refresh(force=True)
 
     def _subset_arrays(self, seg: Any, rows: np.ndarray) -> dict[str, np.ndarray]:
-        from lfm_colbert.index.plaid import token_ranges
-
         idx, _ = token_ranges(seg.offsets, rows)
         doclens = (seg.offsets[rows + 1] - seg.offsets[rows]).astype(np.int32)
         if isinstance(seg, ExactSegment):

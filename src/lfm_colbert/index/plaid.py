@@ -26,6 +26,7 @@ import numpy as np
 
 from lfm_colbert.errors import IndexFormatError, InputError
 from lfm_colbert.index.store import load_npy, save_npy
+from lfm_colbert.scoring import token_ranges
 
 
 def default_centroids(n_tokens: int) -> int:
@@ -180,15 +181,6 @@ def build_ivf(codes: np.ndarray, doclens: np.ndarray, n_centroids: int) -> tuple
     ivf_offsets = np.zeros(n_centroids + 1, dtype=np.int64)
     np.cumsum(np.bincount(cells, minlength=n_centroids), out=ivf_offsets[1:])
     return ivf_offsets, ivf_docs
-
-
-def token_ranges(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Token indices of documents `rows` laid end to end, and where each document starts in that list."""
-    lens = offsets[rows + 1] - offsets[rows]
-    starts = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lens, out=starts[1:])
-    idx = np.repeat(offsets[rows] - starts[:-1], lens) + np.arange(starts[-1])
-    return idx, starts
 
 
 @dataclass
