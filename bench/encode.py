@@ -2,7 +2,8 @@
 
 Both engines get identical token ids (PyLate's tokenization and length-sorted padded batches) on a
 full-size synthetic LFM2.5 checkpoint (real config and tokenizer, random weights). Repeats alternate
-between the engines, so a busy machine slows both alike; ratios are the numbers to read.
+between the engines (single-query latency: call by call, median kept), so a busy machine slows
+both alike; ratios are the numbers to read.
 
     python bench/encode.py                     # default: 32 x 256-token docs, 48 SciFact abstracts
     python bench/encode.py --docs 64 --scifact 128 --repeats 3 --json out.json
@@ -11,7 +12,6 @@ between the engines, so a busy machine slows both alike; ratios are the numbers 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -72,8 +72,10 @@ def gemm_rate(dtype: torch.dtype, m: int = 2048, k: int = 1024, n: int = 4608) -
 def flops_per_token(model: ColBERT, seq_len: int) -> float:
     """Matmul FLOPs per token: 2 x linear weights (embedding excluded) + attention scores/values."""
     a = model.checkpoint.args
-    linear = sum(p.numel() for n, p in model.backend.model.named_parameters() if n.endswith("proj.weight") or ".w" in n)
-    linear += model.backend.model.dense.weight.numel()
+    from lfm_colbert.models.torch.lfm2 import Linear
+
+    # Every Linear, the Dense head included (read from the module: a packed weight is no Parameter).
+    linear = sum(m.in_features * m.out_features for m in model.backend.model.modules() if isinstance(m, Linear))
     n_attn = sum(t == "full_attention" for t in a.layer_types)
     return 2 * linear + n_attn * 4 * seq_len * a.hidden_size
 
@@ -115,12 +117,11 @@ def fixed_length_docs(model: ColBERT, n: int, length: int) -> list[tuple[np.ndar
     return [(np.stack(rows), np.ones((n, length), dtype=np.int64))]
 
 
-def timed(engines: dict, work, repeats: int, gemm: dict, memory: bool = True) -> dict[str, dict]:
+def timed(engines: dict, work, repeats: int, gemm: dict) -> dict[str, dict]:
     """Run `work` with each engine, alternating engines each repeat; best time and peak RSS.
 
     The GEMM rate is re-measured every repeat (`gemm` keeps the best), so the roofline comes from
-    the same stretch of time, and the same load, as the engines it is compared with. `memory=False`
-    skips the RSS sampling thread, whose wake-ups every 5 ms would show in millisecond latencies.
+    the same stretch of time, and the same load, as the engines it is compared with.
     """
     stats = {name: {"seconds": float("inf"), "peak_rss": 0} for name in engines}
     for name, fn in engines.items():  # warm-up: kernels, allocator
@@ -129,15 +130,30 @@ def timed(engines: dict, work, repeats: int, gemm: dict, memory: bool = True) ->
         gemm["flops"] = max(gemm["flops"], gemm_rate(gemm["dtype"]))
         for name, fn in engines.items():
             base = rss_bytes()
-            with PeakRSS() if memory else contextlib.nullcontext() as mem:
+            with PeakRSS() as mem:
                 t = time.perf_counter()
                 for ids, mask in work:
                     fn(ids, mask)
                 elapsed = time.perf_counter() - t
             stats[name]["seconds"] = min(stats[name]["seconds"], elapsed)
-            if memory:
-                stats[name]["peak_rss"] = max(stats[name]["peak_rss"], mem.peak - base)
+            stats[name]["peak_rss"] = max(stats[name]["peak_rss"], mem.peak - base)
     return stats
+
+
+def latency(engines: dict, work, repeats: int, gemm: dict) -> dict[str, dict]:
+    """Single-call latency: the engines alternate call by call, so load spikes on this shared
+    machine hit both alike; the median over all calls is kept (as `seconds` for the whole `work`)."""
+    calls: dict[str, list[float]] = {name: [] for name in engines}
+    for name, fn in engines.items():  # warm-up
+        fn(*work[0])
+    for _ in range(repeats):
+        gemm["flops"] = max(gemm["flops"], gemm_rate(gemm["dtype"]))
+        for ids, mask in work:
+            for name, fn in engines.items():
+                t = time.perf_counter()
+                fn(ids, mask)
+                calls[name].append(time.perf_counter() - t)
+    return {name: {"seconds": float(np.median(c)) * len(work), "peak_rss": 0} for name, c in calls.items()}
 
 
 def where_time_goes(fn, ids, mask) -> list[tuple[str, float]]:
@@ -148,7 +164,7 @@ def where_time_goes(fn, ids, mask) -> list[tuple[str, float]]:
     groups: dict[str, float] = {}
     for ev in prof.key_averages():
         name = ev.key
-        group = ("matmul (linear layers)" if name in ("aten::mm", "aten::addmm", "aten::bmm") else
+        group = ("matmul (linear layers)" if name in ("aten::mm", "aten::addmm", "aten::bmm", "mkldnn::_linear_pointwise") else
                  "attention (sdpa)" if "scaled_dot_product" in name else
                  "short conv" if "conv" in name else
                  "norms and elementwise" if name in ("aten::mul", "aten::add", "aten::silu", "aten::pow", "aten::mean",
@@ -206,7 +222,8 @@ def main() -> None:
         for label, work, reps in [("256-token docs", docs256, args.repeats),
                                   ("SciFact abstracts", mixed, args.repeats),
                                   ("single query (32 tok)", query * args.queries, args.repeats)]:
-            stats = timed(engines, work, reps, gemm, memory=not label.startswith("single"))
+            single = label.startswith("single")
+            stats = latency(engines, work, reps, gemm) if single else timed(engines, work, reps, gemm)
             real_tokens = int(sum(m.sum() for _, m in work))
             padded_tokens = int(sum(m.size for _, m in work))
             seq = int(np.mean([i.shape[1] for i, _ in work]))
