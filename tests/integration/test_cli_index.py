@@ -81,3 +81,21 @@ def test_bad_input_is_one_line_error_and_exit_2(built, tmp_path, argv, message, 
 def test_help_teaches():
     out = subprocess.run([sys.executable, "-m", "lfm_colbert", "index", "--help"], capture_output=True, text=True).stdout
     assert "--compress" in out and "examples:" in out and ".jsonl" in out
+
+
+def test_compressed_rescored_index_matches_exact_ranking(built, tmp_path, tiny_checkpoint, capsys):
+    """--compress 2 --rescore: the sample corpus is small enough that every document is a candidate,
+    so the ranking (and, up to float16, the scores) must be the exact index's."""
+    rescored = tmp_path / "rescored"
+    args = ["index", str(CORPUS), "--index", str(rescored), "--model", str(tiny_checkpoint), "-q"]
+    assert main(args + ["--rescore"]) != 0  # rescore without compression: a clear error
+    assert "rescore" in capsys.readouterr().err
+    assert main(args + ["--compress", "2", "--rescore"]) == 0
+    assert "rescored on float16" in capsys.readouterr().out
+    results = []
+    for index in (built, rescored):
+        assert main(["search", str(index), "¿Dónde viven los pingüinos?", "-k", "5", "--json"]) == 0
+        results.append(json.loads(capsys.readouterr().out)["hits"])
+    assert [h["id"] for h in results[0]] == [h["id"] for h in results[1]]
+    exact_scores, rescored_scores = ([h["score"] for h in r] for r in results)
+    assert rescored_scores == pytest.approx(exact_scores, rel=1e-2)

@@ -118,3 +118,43 @@ def test_unpruned_search_over_segments_equals_maxsim_on_decoded_vectors():
     got_scores = {(s, r): sc for s, r, sc in got}
     np.testing.assert_allclose([got_scores[(s, r)] for s, r, _ in want], [sc for _, _, sc in want], rtol=1e-5)
     assert [sc for _, _, sc in got] == sorted((sc for _, _, sc in got), reverse=True)
+
+
+def test_rescored_index_ranks_on_stored_vectors(tmp_path, corpus, exact):
+    """With rescore, the final candidates are scored on the stored float16 vectors: exact search's
+    ranking wherever candidate generation kept the documents, through deletes and compaction."""
+    from lfm_colbert.errors import InputError
+    from lfm_colbert.scoring import maxsim
+
+    docs, queries = corpus
+
+    def check_scores(results):
+        # float16 storage moves a score by ~1e-4; 2-bit decoding would move it by ~4e-3 (median)
+        for q, hits in zip(queries, results):
+            want = maxsim(q.astype(np.float32), [docs[int(h.id)] for h in hits])
+            np.testing.assert_allclose([h.score for h in hits], want, rtol=1e-3)
+
+    index = Index(tmp_path / "idx", MODEL, compress=2, rescore=True)
+    index.add_vectors(docs, ids=[str(i) for i in range(len(docs))])
+    got = index.search_vectors(queries, k=10)
+    recall = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(got, exact)])
+    assert recall >= 0.99, recall
+    check_scores(got)
+    info = index.info()
+    assert info["storage"]["rescore"] and info["bytes_per_token_vectors"] == pytest.approx(34, abs=1)
+    assert info["bytes_per_token_total"] > 256 + 34
+
+    gone = sorted({h.id for hits in got for h in hits[:2]})  # delete the best hits, then compact
+    index.delete(gone)
+    index.compact()
+    after = index.search_vectors(queries, k=10)
+    assert not {h.id for hits in after for h in hits} & set(gone)
+    check_scores(after)  # compaction carried the float16 vectors along
+    index.close()
+    assert Index(tmp_path / "idx").search_vectors(queries, k=10) == after  # reopened: the same
+
+    with pytest.raises(InputError, match="rescore"):
+        Index(tmp_path / "exact-rescore", MODEL, rescore=True)
+    Index(tmp_path / "plain", MODEL, compress=2).close()
+    with pytest.raises(InputError, match="rescore"):
+        Index(tmp_path / "plain", MODEL, rescore=True)

@@ -20,12 +20,15 @@ ids:  a file's path as given (folder/relative/path); a .jsonl line's "id" (or "_
 
 storage: exact search over float16 vectors by default (256 bytes per token, best for up to
       ~100k passages); --compress 2 or 4 builds a PLAID-style compressed index (34 or 66 bytes
-      per token) for larger collections. The choice is fixed when DIR is created.
+      per token) for larger collections; adding --rescore also keeps the float16 vectors on disk
+      (290 or 322 bytes per token) and scores the final candidates on them: compressed speed,
+      exact scores. These choices are fixed when DIR is created.
 
 examples:
   lfm-colbert index examples/corpus --index my-index
   lfm-colbert index notes/ faq.jsonl --index my-index --model ./LFM2.5-ColBERT-350M
   lfm-colbert index big.jsonl --index big-index --compress 2
+  lfm-colbert index big.jsonl --index big-index --compress 2 --rescore
 """
 
 
@@ -41,6 +44,8 @@ def register(subparsers: Any) -> None:
                         "or LiquidAI/LFM2.5-ColBERT-350M)")
     p.add_argument("--compress", type=int, choices=(2, 4), default=None,
                    help="new index only: store 2- or 4-bit PLAID residuals instead of float16 vectors")
+    p.add_argument("--rescore", action="store_true",
+                   help="new compressed index only: keep float16 vectors too and rank the final candidates on them")
     p.add_argument("--max-tokens", type=int, default=None,
                    help="passage length in tokens (default: what fits the model's document_length)")
     p.add_argument("--overlap", type=int, default=64, help="tokens shared by consecutive passages (default 64)")
@@ -57,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if not docs:
         print(f"nothing to index in {' '.join(args.sources)}", file=sys.stderr)
         return 1
-    index = Index(args.index, args.model, compress=args.compress)
+    index = Index(args.index, args.model, compress=args.compress, rescore=args.rescore)
     model = index.model
     budget = args.max_tokens or passage_budget(model)
     passages = list(split_passages(docs, budget, min(args.overlap, budget // 2), tokenizer=model.tokenizer))
@@ -72,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     )
     info = index.info()
     kind = f"{info['storage']['nbits']}-bit compressed" if info["storage"].get("nbits") else "exact"
+    kind += ", rescored on float16" if info["storage"].get("rescore") else ""
     print(
         f"indexed {len(passages)} passages from {len(docs)} documents into {args.index} "
         f"({kind}; {info['documents']} passages, {info['tokens']} tokens in total)"

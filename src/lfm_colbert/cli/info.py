@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"model      {model.get('model_id')} ({model.get('variant')}, dim {model.get('dim')}, "
           f"fingerprint {model.get('fingerprint')})")
     kind = f"PLAID {st['nbits']}-bit residuals" + (f", {info['n_centroids']} centroids" if info["n_centroids"] else "")
+    kind += ", final candidates rescored on float16 vectors" if st.get("rescore") else ""
     print(f"storage    {kind if st.get('nbits') else 'exact, float16 vectors'}")
     print(f"documents  {info['documents']:,} ({info['tokens']:,} tokens) in {info['segments']} segment(s)")
     print(f"deleted    {info['deleted_fraction']:.1%} of stored tokens (compacted above 25%)")

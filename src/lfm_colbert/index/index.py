@@ -9,7 +9,7 @@
 Layout (all plain files; see lfm_colbert.index.segments for the arrays):
 
     manifest.json     format version, model description (id, variant, dim, fingerprint, ColBERT
-                      settings), storage ("float16" or "plaid" with nbits), codec checksums
+                      settings), storage ("float16", or "plaid" with nbits and rescore), codec checksums
     catalog.sqlite    ids, texts, metadata, and which segment row holds each document
     codec/            compressed indexes: centroids.npy, pq_centroids.npy (residual product quantizer)
     segments/NNNNNN/  immutable arrays, one directory per add
@@ -81,6 +81,9 @@ class Index:
     compress: None for exact search over float16 vectors (256 bytes per token), or 2 / 4 for
               PLAID-style compressed search (34 / 66 bytes per token); fixed when the index is
               created. Compression pays off from roughly 100k documents.
+    rescore:  with `compress`, also keep the float16 vectors (290 / 322 bytes per token on disk)
+              and score the final candidates on them instead of on decoded vectors: compressed
+              speed, exact scores. The float16 file is memory-mapped; only candidates are read.
     verify:   check each file's sha256 against the one recorded when it was written, when loaded.
     """
 
@@ -91,6 +94,7 @@ class Index:
         *,
         compress: int | None = None,
         n_centroids: int | None = None,
+        rescore: bool = False,
         create: bool = True,
         verify: bool = True,
     ) -> None:
@@ -100,16 +104,20 @@ class Index:
         self._model_spec: str | None = None
         if compress not in (None, 2, 4):
             raise InputError(f"compress must be 2 or 4 (bits per dimension), not {compress!r}")
+        if rescore and compress is None and not (self.path / store.MANIFEST).is_file():
+            raise InputError("rescore applies to compressed indexes (compress=2 or 4); exact search already is exact")
         if (self.path / store.MANIFEST).is_file():
             self.manifest = store.read_manifest(self.path)
             have = self.manifest["storage"].get("nbits")
             if compress is not None and compress != have:
                 kind = f"{have}-bit compressed" if have else "exact (uncompressed)"
                 raise InputError(f"{self.path} is an existing {kind} index; compression is chosen at creation")
+            if rescore and not self.manifest["storage"].get("rescore"):
+                raise InputError(f"{self.path} keeps no float16 vectors to rescore with; rescore is chosen at creation")
         elif not create:
             raise IndexFormatError(f"no lfm-colbert index at {self.path}")
         else:
-            self._create(model, compress, n_centroids)
+            self._create(model, compress, n_centroids, rescore)
         self.catalog = Catalog(self.path / store.CATALOG)
         self._attach(model)
         self._codec: Codec | None = None
@@ -118,7 +126,7 @@ class Index:
         self._version: int | None = None
 
     # -- creation and model --------------------------------------------------------------------
-    def _create(self, model: Any, compress: int | None, n_centroids: int | None) -> None:
+    def _create(self, model: Any, compress: int | None, n_centroids: int | None, rescore: bool = False) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"{self.path} exists and is not a directory")
         if self.path.is_dir():
@@ -141,7 +149,7 @@ class Index:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "model": desc,
             "dim": desc["dim"],
-            "storage": {"kind": "plaid", "nbits": compress, "n_centroids": n_centroids}
+            "storage": {"kind": "plaid", "nbits": compress, "n_centroids": n_centroids, "rescore": bool(rescore)}
             if compress
             else {"kind": "float16", "nbits": None},
             "codec": None,
@@ -213,7 +221,7 @@ class Index:
 
     def _load_segment(self, rec: dict[str, Any]) -> Any:
         if self.compressed:
-            a = read_segment(self.path, rec, self.verify, mmap=("residuals",))
+            a = read_segment(self.path, rec, self.verify, mmap=("residuals", "vectors"))
         else:
             a = read_segment(self.path, rec, self.verify, mmap=("vectors",))
         doclens = a["doclens"].astype(np.int64)
@@ -221,7 +229,8 @@ class Index:
         np.cumsum(doclens, out=offsets[1:])
         alive = np.zeros(len(doclens), dtype=bool)
         if self.compressed:
-            return PlaidSegment(a["codes"], a["residuals"], offsets, a["ivf_offsets"], a["ivf_docs"], alive)
+            return PlaidSegment(a["codes"], a["residuals"], offsets, a["ivf_offsets"], a["ivf_docs"], alive,
+                                a.get("vectors"))
         return ExactSegment(a["vectors"], offsets, alive)
 
     def __len__(self) -> int:
@@ -411,6 +420,8 @@ class Index:
             codes, packed = codec.encode(flat)
             ivf_offsets, ivf_docs = build_ivf(codes, doclens, len(codec.centroids))
             arrays = {"codes": codes, "residuals": packed, "doclens": doclens, "ivf_offsets": ivf_offsets, "ivf_docs": ivf_docs}
+            if self.manifest["storage"].get("rescore"):
+                arrays["vectors"] = flat.astype(np.float16)
         return write_segment(self.path, seg_id, arrays, len(vectors), int(doclens.sum()))
 
     def _train_codec(self, flat: np.ndarray) -> Codec:
@@ -490,8 +501,11 @@ class Index:
             return {"vectors": np.asarray(seg.tokens[idx]), "doclens": doclens}
         codes = seg.codes[idx]
         ivf_offsets, ivf_docs = build_ivf(codes, doclens, len(self._codec.centroids))
-        return {"codes": codes, "residuals": np.asarray(seg.residuals[idx]), "doclens": doclens,
-                "ivf_offsets": ivf_offsets, "ivf_docs": ivf_docs}
+        out = {"codes": codes, "residuals": np.asarray(seg.residuals[idx]), "doclens": doclens,
+               "ivf_offsets": ivf_offsets, "ivf_docs": ivf_docs}
+        if seg.vectors is not None:
+            out["vectors"] = np.asarray(seg.vectors[idx])
+        return out
 
     # -- searching -----------------------------------------------------------------------------
     def search(

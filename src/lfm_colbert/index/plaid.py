@@ -13,7 +13,8 @@ Search, for one query (Q, D):
      centroids it contains (a query token that hits none scores its weakest probed centroid),
   3. centroid interaction: for the best `ndocs` documents, approximate MaxSim with every token
      replaced by its centroid, S[:, codes],
-  4. decompress the best `ndecode` and rank them by exact MaxSim on the decoded vectors.
+  4. decompress the best `ndecode` and rank them by exact MaxSim on the decoded vectors (or, in
+     an index that keeps its float16 vectors, on those: exact scores, read for these documents only).
 """
 
 from __future__ import annotations
@@ -193,6 +194,7 @@ class PlaidSegment:
     ivf_offsets: np.ndarray  # (K + 1,)
     ivf_docs: np.ndarray  # (pairs,)
     alive: np.ndarray  # (n_docs,) bool
+    vectors: np.ndarray | None = None  # (N_tok, D) float16, memory-mapped: an index built with rescore
 
 
 @dataclass
@@ -270,17 +272,25 @@ def plaid_search(
         approx[m] = np.maximum.reduceat(per_tok, starts[:-1], axis=1).sum(0)
     seg_idx, rows = _top(seg_idx, rows, approx, max(k, params.ndecode))
 
-    # 4. exact MaxSim on the decompressed survivors, gathered from all segments and decoded at once
+    # 4. exact MaxSim on the survivors, gathered from all segments and decoded (or read) at once
     order = np.argsort(seg_idx, kind="stable")
     seg_idx, rows = seg_idx[order], rows[order]
-    codes, packed, lens = [], [], []
-    for si in np.unique(seg_idx):
+    hit = np.unique(seg_idx)
+    rescore = all(segments[si].vectors is not None for si in hit)
+    codes, packed, stored, lens = [], [], [], []
+    for si in hit:
         seg = segments[si]
         idx, starts = token_ranges(seg.offsets, rows[seg_idx == si])
-        codes.append(seg.codes[idx])
-        packed.append(np.asarray(seg.residuals[idx]))
+        if rescore:
+            stored.append(np.asarray(seg.vectors[idx], dtype=np.float32))
+        else:
+            codes.append(seg.codes[idx])
+            packed.append(np.asarray(seg.residuals[idx]))
         lens.append(np.diff(starts))
-    vecs = codec.decode(np.concatenate(codes), np.concatenate(packed))  # (n_tok, D)
+    if rescore:
+        vecs = np.concatenate(stored)  # (n_tok, D)
+    else:
+        vecs = codec.decode(np.concatenate(codes), np.concatenate(packed))  # (n_tok, D)
     starts = np.concatenate([[0], np.cumsum(np.concatenate(lens))[:-1]])  # (n,)
     scores = np.maximum.reduceat(q @ vecs.T, starts, axis=1).sum(0)  # (Q, n_tok) -> (Q, n) -> (n,)
     out = list(zip(seg_idx.tolist(), rows.tolist(), scores.tolist()))

@@ -6,6 +6,7 @@
                 residuals.npy       (N_tok, D*b/8) uint8 packed residual buckets
                 ivf_offsets.npy     (K + 1,) int64       inverted lists: centroid -> rows
                 ivf_docs.npy        (pairs,) int32
+                vectors.npy         (N_tok, D) float16   only with rescore: the final candidates' scores
 
 A segment is written under a temporary name and renamed into place; it counts only once the
 catalog (SQLite) row that names it commits. Directories the catalog does not name are leftovers
