@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO / "tests" / "parity"))  # the test reference doubles
 from hf_reference import HFReference  # noqa: E402
 
 from lfm_colbert import ColBERT  # noqa: E402
+from lfm_colbert.models.torch.lfm2 import Linear  # noqa: E402
 from lfm_colbert.synthetic import write_checkpoint  # noqa: E402
 
 
@@ -72,8 +73,6 @@ def gemm_rate(dtype: torch.dtype, m: int = 2048, k: int = 1024, n: int = 4608) -
 def flops_per_token(model: ColBERT, seq_len: int) -> float:
     """Matmul FLOPs per token: 2 x linear weights (embedding excluded) + attention scores/values."""
     a = model.checkpoint.args
-    from lfm_colbert.models.torch.lfm2 import Linear
-
     # Every Linear, the Dense head included (read from the module: a packed weight is no Parameter).
     linear = sum(m.in_features * m.out_features for m in model.backend.model.modules() if isinstance(m, Linear))
     n_attn = sum(t == "full_attention" for t in a.layer_types)

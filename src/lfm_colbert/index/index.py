@@ -104,8 +104,6 @@ class Index:
         self._model_spec: str | None = None
         if compress not in (None, 2, 4):
             raise InputError(f"compress must be 2 or 4 (bits per dimension), not {compress!r}")
-        if rescore and compress is None and not (self.path / store.MANIFEST).is_file():
-            raise InputError("rescore applies to compressed indexes (compress=2 or 4); exact search already is exact")
         if (self.path / store.MANIFEST).is_file():
             self.manifest = store.read_manifest(self.path)
             have = self.manifest["storage"].get("nbits")
@@ -116,6 +114,8 @@ class Index:
                 raise InputError(f"{self.path} keeps no float16 vectors to rescore with; rescore is chosen at creation")
         elif not create:
             raise IndexFormatError(f"no lfm-colbert index at {self.path}")
+        elif rescore and compress is None:
+            raise InputError("rescore applies to compressed indexes (compress=2 or 4); exact search already is exact")
         else:
             self._create(model, compress, n_centroids, rescore)
         self.catalog = Catalog(self.path / store.CATALOG)
