@@ -44,6 +44,32 @@ def test_padded_batch_matches_reference(pair, is_query):
     assert min_cos(ours, theirs) >= 0.99999
 
 
+class CountingModel:
+    """Wraps the torch Model and records how many rows each call gets."""
+
+    def __init__(self, net):
+        self.net, self.args, self.rows = net, net.args, []
+
+    def __call__(self, ids, mask):
+        self.rows.append(len(ids))
+        return self.net(ids, mask)
+
+
+def test_cpu_row_chunks_change_nothing(pair, monkeypatch):
+    """The CPU backend runs big batches a few rows at a time; the result must be the whole batch's."""
+    model, ref = pair
+    tok = model.tokenize(DOCS)
+    whole = model.backend.forward(tok["input_ids"], tok["attention_mask"])
+    monkeypatch.setattr(model.backend, "cpu_tokens_per_call", 2 * tok["input_ids"].shape[1])  # 2 rows a call
+    counting = CountingModel(model.backend.model)
+    monkeypatch.setattr(model.backend, "model", counting)
+    chunked = model.backend.forward(tok["input_ids"], tok["attention_mask"])
+    assert counting.rows == [2, 2, 1]
+    assert chunked.shape == whole.shape and chunked.dtype == np.float32
+    np.testing.assert_array_equal(chunked, whole)
+    assert min_cos(chunked, ref(tok["input_ids"], tok["attention_mask"]).numpy()) >= 0.99999
+
+
 def test_encode_matches_reference_per_text(pair):
     """encode() (sorting, batching, skiplist, order restore) against the reference run text by text."""
     model, ref = pair

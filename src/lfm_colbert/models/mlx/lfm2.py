@@ -66,7 +66,7 @@ class ShortConv(nn.Module):
         left = K - 1 if self.is_causal else K // 2
         xp = mx.pad(bx, [(0, 0), (left, K - 1 - left), (0, 0)])  # (B, S + K - 1, H)
         # y[t] = sum_k w[k] * bx[t + k - left], as K shifted multiply-adds: on the CPU they are ~6x
-        # faster than MLX's depthwise Conv1d (machine-notes section 1); PyTorch uses its conv instead.
+        # faster than MLX's depthwise Conv1d (machine-notes section 1), as in the PyTorch model.
         w = self.conv.weight[:, :, 0]  # (H, K)
         y = xp[:, :S] * w[:, 0]
         for k in range(1, K):
