@@ -275,7 +275,7 @@ def print_report(r: dict) -> None:
     for dt, f in r["gemm_flops"].items():
         print(f"  GEMM rate {dt}: {f / 1e9:.0f} GFLOP/s (2048x1024 @ 1024x4608)")
     print("\n| dtype | workload | lfm-colbert | transformers | ratio | % of GEMM roofline (ours / ref) "
-          "| cos ours vs ref (min / mean) | min cos vs fp32 (ours / ref) | peak act. MiB (ours / ref) |")
+          "| cos ours vs ref (min / mean) | min cos vs fp32 (ours / ref) | RSS growth MiB, after warm-up (ours / ref) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in r["runs"]:
         o, t = row["lfm-colbert"], row["transformers"]
