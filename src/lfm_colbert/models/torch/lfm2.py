@@ -130,7 +130,7 @@ class ShortConv(nn.Module):
         left = K - 1 if self.is_causal else K // 2
         xp = F.pad(bx.float(), (0, 0, left, K - 1 - left))  # (B, S + K - 1, H)
         # y[t] = sum_k w[k] * bx[t + k - left], as K shifted multiply-adds in fp32, rounded once: the
-        # same bits as the depthwise Conv1d, and 3x faster on a query (oneDNN reorders every call).
+        # same bits as the depthwise Conv1d, 2x faster on a query and 5x on 4 x 256 tokens here.
         w = self.conv.weight[:, 0, :].t().contiguous().float()  # (K, H)
         y = xp[:, :S] * w[0]
         for k in range(1, K):
