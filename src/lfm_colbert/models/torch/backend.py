@@ -80,11 +80,9 @@ class TorchBackend:
         mask = torch.from_numpy(attention_mask).to(self.device)
         B, S = ids.shape
         rows = max(1, self.cpu_tokens_per_call // max(S, 1)) if self.device.type == "cpu" else B
-        if rows >= B:
-            return self.model(ids, mask).cpu().numpy()
         out = np.empty((B, S, self.model.args.out_features), dtype=np.float32)
         for s in range(0, B, rows):
-            out[s : s + rows] = self.model(ids[s : s + rows], mask[s : s + rows]).numpy()  # (rows, S, 128)
+            out[s : s + rows] = self.model(ids[s : s + rows], mask[s : s + rows]).cpu().numpy()  # (rows, S, 128)
         return out
 
 
