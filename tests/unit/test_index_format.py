@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from lfm_colbert.errors import IndexFormatError, InputError
-from lfm_colbert.index import Index
+from lfm_colbert.index import Index, store
 
 MODEL = {"model_id": "model-a", "variant": "lfm2.5", "dim": 16, "fingerprint": "aaaa", "settings": {"document_length": 512}}
 
@@ -87,3 +89,30 @@ def test_compression_is_fixed_at_creation(tmp_path):
         Index(tmp_path / "idx", compress=2)
     with pytest.raises(InputError, match="2 or 4"):
         Index(tmp_path / "new", MODEL, compress=3)
+
+
+def test_a_second_writer_is_refused_while_one_writes(tmp_path):
+    docs = _build(tmp_path / "idx")
+    index = Index(tmp_path / "idx")
+    with store.writer_lock(tmp_path / "idx"):  # another writer, mid-write
+        with pytest.raises(IndexFormatError, match="being written by another process"):
+            index.add_vectors(docs[:1], ids=["new"])
+        with pytest.raises(IndexFormatError, match="being written"):
+            index.delete(["w"])
+    index.add_vectors(docs[:1], ids=["new"])  # released: writing works again
+    assert "new" in index and len(index) == 5
+
+
+def test_the_index_needs_no_posix_only_module(tmp_path):
+    """Windows has no fcntl: the index must import and lock without it."""
+    code = (
+        "import sys; sys.modules['fcntl'] = None\n"  # makes `import fcntl` fail, as on Windows
+        "from pathlib import Path\n"
+        "from lfm_colbert.index import store\n"
+        f"root = Path({str(tmp_path)!r})\n"
+        "with store.writer_lock(root):\n"
+        "    print('locked')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "locked" in out.stdout

@@ -7,7 +7,6 @@ its final name, so a reader sees either the old file or the new one, never half 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from lfm_colbert.errors import IndexFormatError
 
@@ -39,6 +39,10 @@ def pause_point(name: str) -> None:
 
 
 def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable. Windows cannot open a directory to fsync it (NTFS journals
+    renames itself), so there this does nothing."""
+    if os.name == "nt":
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -110,13 +114,14 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def writer_lock(root: Path) -> Iterator[None]:
-    """One writer at a time per index directory (an advisory flock; readers never wait)."""
-    with open(root / LOCK, "a+") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise IndexFormatError(f"{root} is being written by another process; try again when it finishes") from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    """One writer at a time per index directory (an OS file lock: flock on POSIX, msvcrt on Windows;
+    readers never wait)."""
+    lock = FileLock(root / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise IndexFormatError(f"{root} is being written by another process; try again when it finishes") from exc
+    try:
+        yield
+    finally:
+        lock.release()
