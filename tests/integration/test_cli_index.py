@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,14 @@ def test_compressed_rescored_index_matches_exact_ranking(built, tmp_path, tiny_c
     assert [h["id"] for h in results[0]] == [h["id"] for h in results[1]]
     exact_scores, rescored_scores = ([h["score"] for h in r] for r in results)
     assert rescored_scores == pytest.approx(exact_scores, rel=1e-2)
+
+
+def test_results_in_any_script_print_under_a_non_utf8_locale(built, tiny_checkpoint):
+    """A terminal or pipe that cannot encode Japanese (as Windows pipes in the ANSI code page) gets
+    escapes, not a UnicodeEncodeError halfway through the results."""
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "LFM_COLBERT_MODEL": str(tiny_checkpoint)}
+    code = "import sys; from lfm_colbert.cli import main; sys.exit(main(sys.argv[1:]))"
+    out = subprocess.run([sys.executable, "-c", code, "search", str(built), "ペンギン", "-k", "41", "--filter", "lang=ja"],
+                         capture_output=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr.decode("ascii", "replace")
+    assert b"\\u30da" in out.stdout  # ペ, escaped

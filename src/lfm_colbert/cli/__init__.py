@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from lfm_colbert.errors import LfmColbertError
@@ -36,7 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _safe_streams() -> None:
+    """Results hold text in any script. Windows pipes default to the ANSI code page, so write UTF-8
+    there (what JSON readers expect); elsewhere a non-UTF-8 locale escapes what it cannot show."""
+    for stream in (sys.stdout, sys.stderr):
+        if not hasattr(stream, "reconfigure"):  # replaced by a test harness or an embedding app
+            continue
+        if os.name == "nt":
+            stream.reconfigure(encoding="utf-8")
+        else:
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _safe_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
