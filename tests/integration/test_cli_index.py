@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,7 +93,12 @@ def test_compressed_rescored_index_matches_exact_ranking(built, tmp_path, tiny_c
     assert main(args + ["--rescore"]) != 0  # rescore without compression: a clear error
     assert "rescore" in capsys.readouterr().err
     assert main(args + ["--compress", "2", "--rescore"]) == 0
+    assert "exact until it holds 262,144 tokens" in capsys.readouterr().out  # too small to train a codec yet
+    shutil.rmtree(rescored)
+    assert main(args + ["--compress", "2", "--rescore", "--train-tokens", "1"]) == 0
     assert "rescored on float16" in capsys.readouterr().out
+    assert main(["info", str(rescored)]) == 0
+    assert "centroids fitted to" in capsys.readouterr().out
     results = []
     for index in (built, rescored):
         assert main(["search", str(index), "¿Dónde viven los pingüinos?", "-k", "5", "--json"]) == 0

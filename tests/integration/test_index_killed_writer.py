@@ -35,7 +35,7 @@ def test_killed_add_leaves_previous_state(tmp_path, point, compress):
     docs, _ = clustered_documents(80, n_clusters=16, tokens=(4, 12), seed=1)
     queries = queries_for(docs, 3)
     path = tmp_path / "idx"
-    index = Index(path, MODEL, compress=compress, n_centroids=8 if compress else None)
+    index = Index(path, MODEL, compress=compress, n_centroids=8 if compress else None, train_tokens=1 if compress else None)
     index.add_vectors(docs[:40], ids=[f"old{i}" for i in range(40)])
     before = index.search_vectors(queries, k=5)
     index.close()

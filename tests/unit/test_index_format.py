@@ -20,7 +20,7 @@ def _build(path, compress=None):
     rng = np.random.default_rng(0)
     docs = [rng.standard_normal((n, 16)).astype(np.float32) for n in (3, 5, 8, 2)]
     docs = [d / np.linalg.norm(d, axis=1, keepdims=True) for d in docs]
-    index = Index(path, MODEL, compress=compress, n_centroids=4 if compress else None)
+    index = Index(path, MODEL, compress=compress, n_centroids=4 if compress else None, train_tokens=1 if compress else None)
     index.add_vectors(docs, ids=["w", "x", "y", "z"], texts=["W", "X", "Y", "Z"], metadata=[{"k": i} for i in range(4)])
     index.close()
     return docs
@@ -30,7 +30,7 @@ def test_layout_is_plain_inspectable_files(tmp_path):
     _build(tmp_path / "idx")
     root = tmp_path / "idx"
     manifest = json.loads((root / "manifest.json").read_text())
-    assert manifest["format"] == "lfm-colbert-index" and manifest["version"] == 1
+    assert manifest["format"] == "lfm-colbert-index" and manifest["version"] == 2
     assert manifest["model"] == MODEL and manifest["dim"] == 16
     files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     assert {f.rsplit(".", 1)[-1] for f in files} <= {"json", "sqlite", "npy", "lock"}
@@ -116,3 +116,25 @@ def test_the_index_needs_no_posix_only_module(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "locked" in out.stdout
+
+
+def test_format_1_indexes_still_open_and_newer_formats_are_refused(tmp_path):
+    """Format 2 only added float16 segments to compressed indexes awaiting their codec, so a format 1
+    index (codec trained at the first add, no train_tokens) reads as it is."""
+    docs = _build(tmp_path / "idx", compress=2)
+    want = Index(tmp_path / "idx").search_vectors(docs[1], k=4)
+    path = tmp_path / "idx" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["version"] = 1
+    del manifest["storage"]["train_tokens"], manifest["codec"]["trained_on"]
+    path.write_text(json.dumps(manifest))
+    v1 = Index(tmp_path / "idx")
+    assert v1.search_vectors(docs[1], k=4) == want
+    assert v1.train_tokens == 1 and v1.info()["codec_trained_on_tokens"] is None
+    v1.add_vectors(docs[:1], ids=["again"])  # writing keeps it readable
+    assert len(Index(tmp_path / "idx")) == 5
+
+    manifest["version"] = 3
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexFormatError, match="format version 3; this lfm-colbert reads versions 1, 2"):
+        Index(tmp_path / "idx")

@@ -56,7 +56,7 @@ def test_inverted_lists_point_at_the_documents_holding_each_centroid():
 @pytest.mark.parametrize("nbits, target", [(4, 0.99), (2, 0.95)])
 def test_compressed_recall_against_exact(tmp_path, corpus, exact, nbits, target):
     docs, queries = corpus
-    index = Index(tmp_path / "idx", MODEL, compress=nbits)
+    index = Index(tmp_path / "idx", MODEL, compress=nbits, train_tokens=1)
     index.add_vectors(docs, ids=[str(i) for i in range(len(docs))])
     got = index.search_vectors(queries, k=10)
     recall = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(got, exact)])
@@ -134,7 +134,7 @@ def test_rescored_index_ranks_on_stored_vectors(tmp_path, corpus, exact):
             want = maxsim(q.astype(np.float32), [docs[int(h.id)] for h in hits])
             np.testing.assert_allclose([h.score for h in hits], want, rtol=1e-3)
 
-    index = Index(tmp_path / "idx", MODEL, compress=2, rescore=True)
+    index = Index(tmp_path / "idx", MODEL, compress=2, rescore=True, train_tokens=1)
     index.add_vectors(docs, ids=[str(i) for i in range(len(docs))])
     got = index.search_vectors(queries, k=10)
     recall = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(got, exact)])

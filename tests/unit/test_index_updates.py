@@ -25,7 +25,8 @@ def _scores(index, q, k=1000):
 @pytest.mark.parametrize("compress", [None, 4])
 def test_add_delete_upsert_keep_ids_and_results(tmp_path, corpus, compress):
     docs, queries = corpus
-    index = Index(tmp_path / "idx", MODEL, compress=compress, n_centroids=16 if compress else None)
+    index = Index(tmp_path / "idx", MODEL, compress=compress, n_centroids=16 if compress else None,
+                  train_tokens=1 if compress else None)
     ids = [f"doc-{i}" for i in range(len(docs))]
     index.add_vectors(docs[:60], ids=ids[:60], texts=[f"t{i}" for i in range(60)])
     index.add_vectors(docs[60:], ids=ids[60:], texts=[f"t{i}" for i in range(60, 120)])

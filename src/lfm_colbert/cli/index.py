@@ -22,7 +22,10 @@ storage: exact search over float16 vectors by default (256 bytes per token, best
       ~100k passages); --compress 2 or 4 builds a PLAID-style compressed index (34 or 66 bytes
       per token) for larger collections; adding --rescore also keeps the float16 vectors on disk
       (290 or 322 bytes per token) and scores the final candidates on them: compressed speed,
-      exact scores. These choices are fixed when DIR is created.
+      exact scores. A compressed index stays exact until it holds --train-tokens tokens
+      (default 262,144), then fits its codec to all of them and compresses them, so a collection
+      built up a few files at a time is compressed as well as one indexed at once. These
+      choices are fixed when DIR is created.
 
 examples:
   lfm-colbert index examples/corpus --index my-index
@@ -46,6 +49,9 @@ def register(subparsers: Any) -> None:
                    help="new index only: store 2- or 4-bit PLAID residuals instead of float16 vectors")
     p.add_argument("--rescore", action="store_true",
                    help="new compressed index only: keep float16 vectors too and rank the final candidates on them")
+    p.add_argument("--train-tokens", type=int, default=None, metavar="N",
+                   help="new compressed index only: stay exact until the index holds N tokens, then train "
+                        "the codec on all of them (default 262144)")
     p.add_argument("--max-tokens", type=int, default=None,
                    help="passage length in tokens (default: what fits the model's document_length)")
     p.add_argument("--overlap", type=int, default=64, help="tokens shared by consecutive passages (default 64)")
@@ -62,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if not docs:
         print(f"nothing to index in {' '.join(args.sources)}", file=sys.stderr)
         return 1
-    index = Index(args.index, args.model, compress=args.compress, rescore=args.rescore)
+    index = Index(args.index, args.model, compress=args.compress, rescore=args.rescore, train_tokens=args.train_tokens)
     model = index.model
     budget = args.max_tokens or passage_budget(model)
     passages = list(split_passages(docs, budget, min(args.overlap, budget // 2), tokenizer=model.tokenizer))
@@ -76,8 +82,11 @@ def run(args: argparse.Namespace) -> int:
         show_progress=False if args.quiet else None,
     )
     info = index.info()
-    kind = f"{info['storage']['nbits']}-bit compressed" if info["storage"].get("nbits") else "exact"
-    kind += ", rescored on float16" if info["storage"].get("rescore") else ""
+    st = info["storage"]
+    kind = f"{st['nbits']}-bit compressed" if st.get("nbits") else "exact"
+    kind += ", rescored on float16" if st.get("rescore") else ""
+    if st.get("nbits") and not info["n_centroids"]:
+        kind += f", exact until it holds {info['train_tokens']:,} tokens"
     print(
         f"indexed {len(passages)} passages from {len(docs)} documents into {args.index} "
         f"({kind}; {info['documents']} passages, {info['tokens']} tokens in total)"

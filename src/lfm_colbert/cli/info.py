@@ -38,7 +38,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"index      {info['path']} (format {info['format_version']}, created {info['created']})")
     print(f"model      {model.get('model_id')} ({model.get('variant')}, dim {model.get('dim')}, "
           f"fingerprint {model.get('fingerprint')})")
-    kind = f"PLAID {st['nbits']}-bit residuals" + (f", {info['n_centroids']} centroids" if info["n_centroids"] else "")
+    kind = f"PLAID {st['nbits']}-bit residuals"
+    if info["n_centroids"]:
+        trained = info["codec_trained_on_tokens"]  # not recorded by format 1
+        kind += f", {info['n_centroids']:,} centroids" + (f" fitted to {trained:,} tokens" if trained else "")
+    else:
+        kind += f" once it holds {info['train_tokens']:,} tokens (float16 vectors, searched exactly, until then)"
     kind += ", final candidates rescored on float16 vectors" if st.get("rescore") else ""
     print(f"storage    {kind if st.get('nbits') else 'exact, float16 vectors'}")
     print(f"documents  {info['documents']:,} ({info['tokens']:,} tokens) in {info['segments']} segment(s)")

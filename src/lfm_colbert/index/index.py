@@ -12,7 +12,8 @@ Layout (all plain files; see lfm_colbert.index.segments for the arrays):
                       settings), storage ("float16", or "plaid" with nbits and rescore), codec checksums
     catalog.sqlite    ids, texts, metadata, and which segment row holds each document
     codec/            compressed indexes: centroids.npy, pq_centroids.npy (residual product quantizer)
-    segments/NNNNNN/  immutable arrays, one directory per add
+    segments/NNNNNN/  immutable arrays, one directory per add: float16 vectors, or codes and
+                      residuals (a compressed index holds float16 segments until its codec is trained)
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ from lfm_colbert.tokenization import check_texts
 SEGMENT_TOKENS = 1 << 20
 # Rewrite segments once this fraction of their stored tokens belongs to deleted documents.
 COMPACT_AT = 0.25
+# A compressed index keeps float16 vectors until it holds this many tokens, then trains its codec on
+# all of them. Centroids fitted to a first handful of documents would serve every later add: 3,000
+# clustered documents added after a first one of 87 tokens searched with recall 0.27, not 0.98.
+TRAIN_TOKENS = 1 << 18
 _OWN_FILES = {store.MANIFEST, store.CATALOG, store.CATALOG + "-journal", store.LOCK, "segments", "codec"}
 
 
@@ -84,6 +89,9 @@ class Index:
     rescore:  with `compress`, also keep the float16 vectors (290 / 322 bytes per token on disk)
               and score the final candidates on them instead of on decoded vectors: compressed
               speed, exact scores. The float16 file is memory-mapped; only candidates are read.
+    train_tokens: with `compress`, the index stays exact (float16) until it holds this many tokens
+              (default TRAIN_TOKENS, 262,144), then fits its codec on all of them and compresses
+              them; fixed at creation. 1 trains on the first add, however small.
     verify:   check each file's sha256 against the one recorded when it was written, when loaded.
     """
 
@@ -95,6 +103,7 @@ class Index:
         compress: int | None = None,
         n_centroids: int | None = None,
         rescore: bool = False,
+        train_tokens: int | None = None,
         create: bool = True,
         verify: bool = True,
     ) -> None:
@@ -104,6 +113,8 @@ class Index:
         self._model_spec: str | None = None
         if compress not in (None, 2, 4):
             raise InputError(f"compress must be 2 or 4 (bits per dimension), not {compress!r}")
+        if train_tokens is not None and (isinstance(train_tokens, bool) or not isinstance(train_tokens, int) or train_tokens < 1):
+            raise InputError(f"train_tokens must be a positive integer, not {train_tokens!r}")
         if (self.path / store.MANIFEST).is_file():
             self.manifest = store.read_manifest(self.path)
             have = self.manifest["storage"].get("nbits")
@@ -112,12 +123,15 @@ class Index:
                 raise InputError(f"{self.path} is an existing {kind} index; compression is chosen at creation")
             if rescore and not self.manifest["storage"].get("rescore"):
                 raise InputError(f"{self.path} keeps no float16 vectors to rescore with; rescore is chosen at creation")
+            if train_tokens is not None and train_tokens != self.train_tokens:
+                raise InputError(f"{self.path} trains its codec at {self.train_tokens} tokens; train_tokens is chosen at creation")
         elif not create:
             raise IndexFormatError(f"no lfm-colbert index at {self.path}")
-        elif rescore and compress is None:
-            raise InputError("rescore applies to compressed indexes (compress=2 or 4); exact search already is exact")
+        elif (rescore or train_tokens is not None) and compress is None:
+            what = "rescore" if rescore else "train_tokens"
+            raise InputError(f"{what} applies to compressed indexes (compress=2 or 4); exact search already is exact")
         else:
-            self._create(model, compress, n_centroids, rescore)
+            self._create(model, compress, n_centroids, rescore, train_tokens or TRAIN_TOKENS)
         self.catalog = Catalog(self.path / store.CATALOG)
         self._attach(model)
         self._codec: Codec | None = None
@@ -126,7 +140,7 @@ class Index:
         self._version: int | None = None
 
     # -- creation and model --------------------------------------------------------------------
-    def _create(self, model: Any, compress: int | None, n_centroids: int | None, rescore: bool = False) -> None:
+    def _create(self, model: Any, compress: int | None, n_centroids: int | None, rescore: bool, train_tokens: int) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"{self.path} exists and is not a directory")
         if self.path.is_dir():
@@ -149,7 +163,8 @@ class Index:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "model": desc,
             "dim": desc["dim"],
-            "storage": {"kind": "plaid", "nbits": compress, "n_centroids": n_centroids, "rescore": bool(rescore)}
+            "storage": {"kind": "plaid", "nbits": compress, "n_centroids": n_centroids, "rescore": bool(rescore),
+                        "train_tokens": train_tokens}
             if compress
             else {"kind": "float16", "nbits": None},
             "codec": None,
@@ -193,6 +208,11 @@ class Index:
     def compressed(self) -> bool:
         return bool(self.manifest["storage"].get("nbits"))
 
+    @property
+    def train_tokens(self) -> int | None:
+        """Tokens a compressed index holds before its codec is trained (format 1 indexes: the first add)."""
+        return self.manifest["storage"].get("train_tokens", 1) if self.compressed else None
+
     # -- reading state ---------------------------------------------------------------------------
     def _refresh(self, force: bool = False) -> None:
         """(Re)load segments when the catalog changed since the last look (here or in another process)."""
@@ -220,15 +240,13 @@ class Index:
         self._version = version
 
     def _load_segment(self, rec: dict[str, Any]) -> Any:
-        if self.compressed:
-            a = read_segment(self.path, rec, self.verify, mmap=("residuals", "vectors"))
-        else:
-            a = read_segment(self.path, rec, self.verify, mmap=("vectors",))
+        coded = _is_coded(rec)
+        a = read_segment(self.path, rec, self.verify, mmap=("residuals", "vectors") if coded else ("vectors",))
         doclens = a["doclens"].astype(np.int64)
         offsets = np.zeros(len(doclens) + 1, dtype=np.int64)
         np.cumsum(doclens, out=offsets[1:])
         alive = np.zeros(len(doclens), dtype=bool)
-        if self.compressed:
+        if coded:
             return PlaidSegment(a["codes"], a["residuals"], offsets, a["ivf_offsets"], a["ivf_docs"], alive,
                                 a.get("vectors"))
         return ExactSegment(a["vectors"], offsets, alive)
@@ -248,20 +266,23 @@ class Index:
         for p in self.path.rglob("*"):
             if p.is_file():
                 sizes[p.suffix or p.name] = sizes.get(p.suffix or p.name, 0) + p.stat().st_size
-        vec_files = ("codes.npy", "residuals.npy") if self.compressed else ("vectors.npy",)
         vec_bytes = sum(
             (segment_dir(self.path, r["id"]) / f).stat().st_size
             for r in records
-            for f in vec_files
+            for f in (("codes.npy", "residuals.npy") if _is_coded(r) else ("vectors.npy",))
             if (segment_dir(self.path, r["id"]) / f).exists()
         )
+        codec = self.manifest.get("codec") or {}
         return {
             "path": str(self.path),
             "format_version": self.manifest["version"],
             "created": self.manifest.get("created"),
             "model": self.manifest["model"],
             "storage": self.manifest["storage"],
-            "n_centroids": len(self._codec.centroids) if self._codec is not None else (self.manifest.get("codec") or {}).get("n_centroids"),
+            "n_centroids": codec.get("n_centroids"),
+            "train_tokens": self.train_tokens,
+            "codec_trained_on_tokens": codec.get("trained_on"),
+            "float16_segments": sum(not _is_coded(r) for r in records) if self.compressed else None,
             "documents": n_docs,
             "tokens": n_tokens,
             "segments": len(records),
@@ -372,7 +393,11 @@ class Index:
                 raise InputError(f"{len(existing)} id(s) already in the index ({shown}); use upsert to replace them")
             replace = sorted(existing | set(self.catalog.ids_with_parent(sorted({p for p in parents if p})))) if upsert else []
             seg_id = next_segment_id(self.path, known)
+            if self.compressed and self._codec is None and self.manifest["version"] < 2:
+                self.manifest["version"] = store.FORMAT_VERSION  # float16 segments may follow: older readers must refuse
+                store.write_manifest(self.path, self.manifest)
             written: list[tuple[dict[str, Any], list[tuple]]] = []
+            untrained: list[np.ndarray] = []  # float16 vectors this add wrote before any codec existed
             pending: list[np.ndarray] = []
             start = 0  # index of the first document in `pending`
 
@@ -384,7 +409,7 @@ class Index:
                     (ids[start + j], parents[start + j], j, len(v), texts[start + j], dict(metadata[start + j] or {}))
                     for j, v in enumerate(pending)
                 ]
-                written.append((self._write_segment(seg_id, pending), rows))
+                written.append((self._write_segment(seg_id, pending, untrained), rows))
                 seg_id += 1
                 start += len(pending)
                 pending = []
@@ -406,26 +431,43 @@ class Index:
                 raise InputError(f"expected {n} document vectors, got {start}")
             store.pause_point("add:segments-written")
             self.catalog.commit(written, replace=replace, pause=lambda: store.pause_point("add:before-commit"))
-        self._refresh(force=True)
+            self._refresh(force=True)
+            store.pause_point("add:before-encoding-held")
         self._maybe_compact()
         return ids
 
-    def _write_segment(self, seg_id: int, vectors: list[np.ndarray]) -> dict[str, Any]:
+    def _write_segment(self, seg_id: int, vectors: list[np.ndarray], untrained: list[np.ndarray]) -> dict[str, Any]:
+        """Write one segment of this add: codes once the codec exists, float16 vectors until then.
+
+        `untrained` holds this add's earlier float16 segments; the codec is trained here, on those, the
+        committed float16 segments and `vectors`, as soon as together they reach `train_tokens`.
+        """
         doclens = np.array([len(v) for v in vectors], dtype=np.int32)
         flat = np.concatenate(vectors).astype(np.float32)  # (N_tok, D)
-        if not self.compressed:
-            arrays = {"vectors": flat.astype(np.float16), "doclens": doclens}
+        if self.compressed and self._codec is None:
+            held = [np.asarray(seg.tokens[token_ranges(seg.offsets, np.flatnonzero(seg.alive))[0]])
+                    for seg in self._segments.values() if isinstance(seg, ExactSegment)] + untrained
+            if sum(map(len, held)) + len(flat) >= self.train_tokens:
+                self._train_codec(np.concatenate([*(h.astype(np.float32) for h in held), flat]))
+        if self.compressed and self._codec is not None:
+            arrays = self._coded_arrays(flat, doclens)
         else:
-            codec = self._codec or self._train_codec(flat)
-            codes, packed = codec.encode(flat)
-            ivf_offsets, ivf_docs = build_ivf(codes, doclens, len(codec.centroids))
-            arrays = {"codes": codes, "residuals": packed, "doclens": doclens, "ivf_offsets": ivf_offsets, "ivf_docs": ivf_docs}
-            if self.manifest["storage"].get("rescore"):
-                arrays["vectors"] = flat.astype(np.float16)
+            arrays = {"vectors": flat.astype(np.float16), "doclens": doclens}
+            untrained.append(arrays["vectors"])
         return write_segment(self.path, seg_id, arrays, len(vectors), int(doclens.sum()))
 
+    def _coded_arrays(self, flat: np.ndarray, doclens: np.ndarray) -> dict[str, np.ndarray]:
+        """Centroid codes, residual codes and inverted lists for token vectors (N_tok, D) float32."""
+        codec = self._codec
+        codes, packed = codec.encode(flat)
+        ivf_offsets, ivf_docs = build_ivf(codes, doclens, len(codec.centroids))
+        arrays = {"codes": codes, "residuals": packed, "doclens": doclens, "ivf_offsets": ivf_offsets, "ivf_docs": ivf_docs}
+        if self.manifest["storage"].get("rescore"):
+            arrays["vectors"] = flat.astype(np.float16)
+        return arrays
+
     def _train_codec(self, flat: np.ndarray) -> Codec:
-        """Fit the codec on the first vectors added (the manifest records it before any segment uses it)."""
+        """Fit the codec on every vector held so far (the manifest records it before any segment uses it)."""
         st = self.manifest["storage"]
         codec = Codec.train(flat, st["nbits"], st.get("n_centroids"))
         tmp = self.path / ".codec-tmp"
@@ -435,7 +477,7 @@ class Index:
         tmp.rename(self.path / "codec")
         store.fsync_dir(self.path)
         self.manifest["codec"] = {"format": Codec.FORMAT, "nbits": codec.nbits, "n_centroids": len(codec.centroids),
-                                 "files": files}
+                                 "trained_on": len(flat), "files": files}
         store.write_manifest(self.path, self.manifest)
         self._codec = codec
         return codec
@@ -463,42 +505,54 @@ class Index:
 
     def _maybe_compact(self) -> None:
         n_docs, live = self.catalog.counts()
-        stored = sum(r["n_tokens"] for r in self.catalog.segments())
-        if stored and 1 - live / stored > COMPACT_AT:
+        records = self.catalog.segments()
+        stored = sum(r["n_tokens"] for r in records)
+        held = self._codec is not None and not all(map(_is_coded, records))  # float16 left from before training
+        if held or (stored and 1 - live / stored > COMPACT_AT):
             self.compact()
 
     def compact(self) -> None:
-        """Rewrite segments that hold deleted documents, keeping every id, text and metadata as it was."""
+        """Rewrite segments that hold deleted documents, keeping every id, text and metadata as it was
+        (and encode float16 segments a compressed index still holds once its codec is trained)."""
         with store.writer_lock(self.path):
             self._refresh(force=True)
-            records = {r["id"]: r for r in self.catalog.segments()}
-            dirty = [sid for sid in self._order if not self._segments[sid].alive.all()]
-            if not dirty:
-                return
-            seg_id = next_segment_id(self.path, set(self._order))
-            written = []
-            for sid in dirty:
-                seg = self._segments[sid]
-                rows = self.catalog.rows_of_segment(sid)
-                keep = np.array([r[2] for r in rows], dtype=np.int64)
-                if len(keep) == 0:
-                    continue
-                arrays = self._subset_arrays(seg, keep)
-                rec = write_segment(self.path, seg_id, arrays, len(keep), int(arrays["doclens"].sum()))
-                docs = [(r[0], r[1], j, r[3], r[4], json.loads(r[5])) for j, r in enumerate(rows)]
-                written.append((rec, docs))
-                seg_id += 1
-            store.pause_point("compact:segments-written")
-            self.catalog.commit(written, drop_segments=dirty)
-            remove_orphans(self.path, {r[0]["id"] for r in written} | (set(records) - set(dirty)))
-        self._segments = {k: v for k, v in self._segments.items() if k not in dirty}
+            trained = self._codec is not None
+            segs = [(sid, self._segments[sid]) for sid in self._order]
+            self._rewrite([sid for sid, seg in segs if not seg.alive.all() or (trained and isinstance(seg, ExactSegment))])
+
+    def _rewrite(self, sids: list[int]) -> None:
+        """Replace segments `sids` by copies of their live documents, in one commit (under the writer lock).
+
+        A float16 segment of a compressed index with a trained codec is encoded on the way.
+        """
+        if not sids:
+            return
+        records = {r["id"] for r in self.catalog.segments()}
+        seg_id = next_segment_id(self.path, set(self._order))
+        written = []
+        for sid in sids:
+            rows = self.catalog.rows_of_segment(sid)
+            keep = np.array([r[2] for r in rows], dtype=np.int64)
+            if len(keep) == 0:
+                continue
+            arrays = self._subset_arrays(self._segments[sid], keep)
+            rec = write_segment(self.path, seg_id, arrays, len(keep), int(arrays["doclens"].sum()))
+            written.append((rec, [(r[0], r[1], j, r[3], r[4], json.loads(r[5])) for j, r in enumerate(rows)]))
+            seg_id += 1
+        store.pause_point("rewrite:segments-written")
+        self.catalog.commit(written, drop_segments=sids)
+        remove_orphans(self.path, {r[0]["id"] for r in written} | (records - set(sids)))
+        self._segments = {k: v for k, v in self._segments.items() if k not in sids}
         self._refresh(force=True)
 
     def _subset_arrays(self, seg: Any, rows: np.ndarray) -> dict[str, np.ndarray]:
         idx, _ = token_ranges(seg.offsets, rows)
         doclens = (seg.offsets[rows + 1] - seg.offsets[rows]).astype(np.int32)
         if isinstance(seg, ExactSegment):
-            return {"vectors": np.asarray(seg.tokens[idx]), "doclens": doclens}
+            vectors = np.asarray(seg.tokens[idx])
+            if self.compressed and self._codec is not None:
+                return self._coded_arrays(vectors.astype(np.float32), doclens)
+            return {"vectors": vectors, "doclens": doclens}
         codes = seg.codes[idx]
         ivf_offsets, ivf_docs = build_ivf(codes, doclens, len(self._codec.centroids))
         out = {"codes": codes, "residuals": np.asarray(seg.residuals[idx]), "doclens": doclens,
@@ -549,10 +603,24 @@ class Index:
                 m = np.zeros(len(seg.alive), dtype=bool)
                 m[slots.get(sid, [])] = True
                 allowed.append(m)
-        if self.compressed and self._codec is not None:
-            raw = [plaid_search(q, self._codec, segs, k, PlaidParams.for_k(k), allowed) for q in queries]
-        else:
-            raw = exact_search(queries, segs, k, allowed) if segs else [[] for _ in queries]
+        # Float16 segments are scanned exactly, coded ones through PLAID; both give (segment, row, score).
+        # They mix only in a compressed index between training its codec and encoding what it held.
+        fp16 = [i for i, seg in enumerate(segs) if isinstance(seg, ExactSegment)]
+        coded = [i for i, seg in enumerate(segs) if not isinstance(seg, ExactSegment)]
+
+        def pick(idx: list[int]) -> list[np.ndarray | None] | None:
+            return None if allowed is None else [allowed[i] for i in idx]
+
+        raw: list[list[tuple[int, int, float]]] = [[] for _ in queries]
+        if fp16:
+            for hits, found in zip(raw, exact_search(queries, [segs[i] for i in fp16], k, pick(fp16))):
+                hits += [(fp16[si], row, score) for si, row, score in found]
+        if coded:
+            for hits, q in zip(raw, queries):
+                found = plaid_search(q, self._codec, [segs[i] for i in coded], k, PlaidParams.for_k(k), pick(coded))
+                hits += [(coded[si], row, score) for si, row, score in found]
+        if fp16 and coded:
+            raw = [sorted(hits, key=lambda h: (-h[2], h[0], h[1]))[:k] for hits in raw]
         out = []
         for hits in raw:
             docs = self.catalog.lookup([(self._order[si], row) for si, row, _ in hits])
@@ -573,6 +641,11 @@ class Index:
     def __repr__(self) -> str:
         kind = f"{self.manifest['storage']['nbits']}-bit" if self.compressed else "exact"
         return f"Index({str(self.path)!r}, {kind}, {len(self)} documents)"
+
+
+def _is_coded(record: Mapping[str, Any]) -> bool:
+    """Whether a segment holds codes (compressed) rather than float16 vectors only."""
+    return "codes.npy" in record["files"]
 
 
 def _check_k(k: Any) -> None:

@@ -21,7 +21,9 @@ from filelock import FileLock, Timeout
 from lfm_colbert.errors import IndexFormatError
 
 FORMAT_NAME = "lfm-colbert-index"
-FORMAT_VERSION = 1
+# 2: a compressed index may hold float16 segments until its codec is trained. Version 1 is read as is.
+FORMAT_VERSION = 2
+READS_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 CATALOG = "catalog.sqlite"
 LOCK = ".lock"
@@ -105,9 +107,10 @@ def read_manifest(root: Path) -> dict[str, Any]:
         raise IndexFormatError(f"corrupted manifest {path}: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise IndexFormatError(f"{path} is not an lfm-colbert index manifest")
-    if manifest.get("version") != FORMAT_VERSION:
+    if manifest.get("version") not in READS_VERSIONS:
         raise IndexFormatError(
-            f"{path} has format version {manifest.get('version')}; this lfm-colbert reads version {FORMAT_VERSION}"
+            f"{path} has format version {manifest.get('version')}; this lfm-colbert reads versions "
+            f"{', '.join(map(str, READS_VERSIONS))}"
         )
     return manifest
 
