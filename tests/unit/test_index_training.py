@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -60,7 +61,8 @@ def test_small_first_add_stays_exact_then_trains_on_everything(tmp_path, corpus,
     # The old behaviour, a codec fitted to the first document only, for contrast.
     first_only = Index(tmp_path / "first-only", MODEL, compress=2, train_tokens=1)
     first_only.add_vectors(docs[:1], ids=ids[:1])
-    first_only.add_vectors(docs[1:], ids=ids[1:])
+    with pytest.warns(UserWarning, match="fitted to"):  # and it says so
+        first_only.add_vectors(docs[1:], ids=ids[1:])
     assert first_only.info()["codec_trained_on_tokens"] == len(docs[0])
     assert recall(first_only.search_vectors(queries, k=10), exact) < 0.8
 
@@ -138,3 +140,21 @@ def test_train_tokens_is_checked_and_fixed_at_creation(tmp_path):
     assert Index(tmp_path / "idx").train_tokens == 100
     with pytest.raises(InputError, match="chosen at creation"):
         Index(tmp_path / "idx", train_tokens=200)
+
+
+def test_outgrowing_the_codec_warns_and_info_says_so(tmp_path, corpus, capsys):
+    from lfm_colbert.cli import main
+
+    docs, _ = corpus
+    ids = [str(i) for i in range(len(docs))]
+    index = Index(tmp_path / "idx", MODEL, compress=2, train_tokens=5_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning while the index is near its codec's size
+        index.add_vectors(docs[:250], ids=ids[:250])
+    fitted = index.info()["codec_trained_on_tokens"]
+    assert fitted == sum(len(d) for d in docs[:250])
+    with pytest.warns(UserWarning, match=r"x the tokens its codec was fitted to"):
+        index.add_vectors(docs[250:], ids=ids[250:])
+    assert index.info()["codec_growth"] == pytest.approx(sum(len(d) for d in docs) / fitted, abs=0.01)
+    assert main(["info", str(tmp_path / "idx")]) == 0
+    assert "index the collection again" in capsys.readouterr().out

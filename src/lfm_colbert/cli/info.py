@@ -23,6 +23,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lfm_colbert.index import Index
+    from lfm_colbert.index.index import REFIT_GROWTH
 
     index = Index(args.index, create=False, verify=False)
     if args.verify:
@@ -47,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     kind += ", final candidates rescored on float16 vectors" if st.get("rescore") else ""
     print(f"storage    {kind if st.get('nbits') else 'exact, float16 vectors'}")
     print(f"documents  {info['documents']:,} ({info['tokens']:,} tokens) in {info['segments']} segment(s)")
+    if (info["codec_growth"] or 0) >= REFIT_GROWTH:
+        print(f"codec      fitted to {info['codec_growth']:.1f}x fewer tokens than the index now holds, which costs "
+              "recall: index the collection again into a new index")
     print(f"deleted    {info['deleted_fraction']:.1%} of stored tokens (compacted above 25%)")
     print(f"size       {info['bytes_on_disk']:,} bytes; per token: {info['bytes_per_token_vectors']} "
           f"(vectors), {info['bytes_per_token_total']} (everything)")
