@@ -62,6 +62,42 @@ def test_reindexing_replaces_instead_of_duplicating(built, tiny_checkpoint, caps
     assert json.loads(capsys.readouterr().out)["documents"] == before
 
 
+def test_reindexing_encodes_only_what_changed(tmp_path, tiny_checkpoint, capsys):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    index = tmp_path / "idx"
+    args = ["index", str(corpus), "--index", str(index), "--model", str(tiny_checkpoint), "-q"]
+    assert main(args) == 0
+    n_docs = int(capsys.readouterr().out.split(" passages from ")[1].split()[0])
+
+    def info():
+        assert main(["info", str(index), "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    before = info()
+
+    assert main(args) == 0  # nothing changed: nothing encoded, nothing written
+    assert f"indexed 0 passages from 0 documents into {index}; {n_docs} unchanged documents skipped" in capsys.readouterr().out
+    assert info()["segments"] == before["segments"] and info()["documents"] == before["documents"]
+
+    guide = next((corpus / "guides").iterdir())
+    guide.write_text(guide.read_text() + "\nZebras sleep standing up on the savanna.\n")
+    lines = (corpus / "passages.jsonl").read_text().splitlines()
+    row = json.loads(lines[0])
+    row["lang"] = "xx"  # metadata only
+    (corpus / "passages.jsonl").write_text("\n".join([json.dumps(row, ensure_ascii=False)] + lines[1:]) + "\n")
+    assert main(args) == 0
+    assert f"from 2 documents into {index}; {n_docs - 2} unchanged documents skipped" in capsys.readouterr().out
+    assert info()["documents"] == before["documents"]
+    assert main(["search", str(index), "zebras", "-k", "1", "--json", "--filter", f"source={guide.as_posix()}"]) == 0
+    assert "Zebras sleep" in json.loads(capsys.readouterr().out)["hits"][0]["text"]
+    assert main(["search", str(index), "x", "-k", "5", "--json", "--filter", "lang=xx"]) == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)["hits"]] == [row["id"]]
+
+    assert main(args + ["--force"]) == 0
+    assert f"from {n_docs} documents into {index} (" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -92,3 +92,20 @@ def test_compaction_keeps_ids_and_results(tmp_path, corpus):
     assert index.info()["deleted_fraction"] == 0
     segs = sorted(p.name for p in (tmp_path / "idx" / "segments").iterdir())
     assert len(segs) == index.info()["segments"]  # old segment directories are gone
+
+
+def test_unchanged_finds_what_needs_no_encoding(tmp_path, corpus):
+    docs, _ = corpus
+    index = Index(tmp_path / "idx", MODEL)
+    # "f" is a file of three passages, "solo" a plain document
+    index.add_vectors(docs[:4], ids=["f#0", "f#1", "f#2", "solo"], texts=["a", "b", "c", "s"],
+                      metadata=[{"p": 0}, {"p": 1}, {"p": 2}, {"lang": "en"}], parents=["f", "f", "f", None])
+    same = index.unchanged(["f#0", "f#1", "f#2", "solo", "new"], ["a", "b", "c", "s", "n"],
+                           [{"p": 0}, {"p": 1}, {"p": 2}, {"lang": "en"}, None], ["f", "f", "f", None, None])
+    assert same == {"f#0", "f#1", "f#2", "solo"}
+    assert index.unchanged(["solo"], ["s"], [{"lang": "de"}]) == set()  # metadata changed
+    assert index.unchanged(["solo"], ["S"], [{"lang": "en"}]) == set()  # text changed
+    assert index.unchanged(["solo"], ["s"], [{"lang": "en"}], ["f"]) == set()  # now a passage of another document
+    # A file counts as a whole: one passage changed, or the file got shorter, re-encodes all of it.
+    assert index.unchanged(["f#0", "f#1", "f#2"], ["a", "B", "c"], [{"p": 0}, {"p": 1}, {"p": 2}], ["f"] * 3) == set()
+    assert index.unchanged(["f#0", "f#1"], ["a", "b"], [{"p": 0}, {"p": 1}], ["f"] * 2) == set()

@@ -10,7 +10,8 @@ HELP = """\
 Index .txt, .md and .jsonl files (and folders of them, searched recursively) into DIR.
 
 DIR is created on first use and updated afterwards: a document indexed again replaces its
-previous version (same id), so re-running the command after editing files is safe. Long
+previous version (same id), so re-running the command after editing files is safe, and only
+documents whose text or metadata changed are encoded again (--force encodes them all). Long
 documents are split into overlapping passages that fit the model's document length; each
 passage keeps its source file and character offsets as metadata.
 
@@ -56,6 +57,7 @@ def register(subparsers: Any) -> None:
                    help="passage length in tokens (default: what fits the model's document_length)")
     p.add_argument("--overlap", type=int, default=64, help="tokens shared by consecutive passages (default 64)")
     p.add_argument("--batch-size", type=int, default=32, help="documents per forward pass (default 32)")
+    p.add_argument("--force", action="store_true", help="encode every document again, even unchanged ones")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -72,23 +74,30 @@ def run(args: argparse.Namespace) -> int:
     model = index.model
     budget = args.max_tokens or passage_budget(model)
     passages = list(split_passages(docs, budget, min(args.overlap, budget // 2), tokenizer=model.tokenizer))
-    index.add(
-        [p.text for p in passages],
-        ids=[p.id for p in passages],
-        metadata=[p.metadata for p in passages],
-        parents=[p.parent for p in passages],
-        upsert=True,
-        batch_size=args.batch_size,
-        show_progress=False if args.quiet else None,
+    same = set() if args.force else index.unchanged(
+        [p.id for p in passages], [p.text for p in passages], [p.metadata for p in passages], [p.parent for p in passages]
     )
+    todo = [p for p in passages if p.id not in same]
+    if todo:
+        index.add(
+            [p.text for p in todo],
+            ids=[p.id for p in todo],
+            metadata=[p.metadata for p in todo],
+            parents=[p.parent for p in todo],
+            upsert=True,
+            batch_size=args.batch_size,
+            show_progress=False if args.quiet else None,
+        )
     info = index.info()
     st = info["storage"]
     kind = f"{st['nbits']}-bit compressed" if st.get("nbits") else "exact"
     kind += ", rescored on float16" if st.get("rescore") else ""
     if st.get("nbits") and not info["n_centroids"]:
         kind += f", exact until it holds {info['train_tokens']:,} tokens"
+    n_changed = len({p.parent for p in todo})
+    skipped = f"; {len(docs) - n_changed} unchanged documents skipped" if same else ""
     print(
-        f"indexed {len(passages)} passages from {len(docs)} documents into {args.index} "
+        f"indexed {len(todo)} passages from {n_changed} documents into {args.index}{skipped} "
         f"({kind}; {info['documents']} passages, {info['tokens']} tokens in total)"
     )
     index.close()

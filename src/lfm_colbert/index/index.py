@@ -361,6 +361,34 @@ class Index:
         vectors = list(vectors)
         return self._add(iter(vectors), len(vectors), ids, texts, metadata, parents, upsert)
 
+    def unchanged(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str | None],
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        parents: Sequence[str | None] | None = None,
+    ) -> set[str]:
+        """The ids already stored with this very text, metadata and parent: adding them again would only
+        re-encode them. A parent's passages count only all together, when none of them changed and
+        the index holds no other passage of that parent (a shorter file must replace the longer one)."""
+        n = len(ids)
+        metadata = [None] * n if metadata is None else list(metadata)
+        parents = [None] * n if parents is None else list(parents)
+        stored = self.catalog.contents(ids, {p for p in parents if p})
+        same = {i for i, t, m, p in zip(ids, texts, metadata, parents) if stored.get(i) == (p, t, dict(m or {}))}
+        given: dict[str, set[str]] = {}
+        for i, p in zip(ids, parents):
+            if p:
+                given.setdefault(p, set()).add(i)
+        held: dict[str, set[str]] = {}
+        for i, (p, _, _) in stored.items():
+            if p:
+                held.setdefault(p, set()).add(i)
+        for p, passages in given.items():
+            if passages != held.get(p) or not passages <= same:
+                same -= passages
+        return same
+
     def upsert(self, documents: Sequence[str], ids: Sequence[str], metadata: Any = None, **kw: Any) -> list[str]:
         """Add documents, replacing any with the same ids."""
         return self.add(documents, ids, metadata, upsert=True, **kw)

@@ -82,14 +82,22 @@ class Catalog:
         n, t = self._query("SELECT COUNT(*), COALESCE(SUM(n_tokens), 0) FROM docs")[0]
         return int(n), int(t)
 
-    def _ids_where_in(self, column: str, values: Iterable[str]) -> list[str]:
-        """Document ids whose `column` is one of `values`, queried in chunks under SQLite's variable limit."""
+    def _where_in(self, column: str, values: Iterable[str], select: str = "id") -> list[tuple]:
+        """Rows (`select` columns) whose `column` is one of `values`, in chunks under SQLite's variable limit."""
         values, out = list(values), []
         for i in range(0, len(values), 500):
             part = values[i : i + 500]
             marks = ",".join("?" * len(part))
-            out.extend(r[0] for r in self._query(f"SELECT id FROM docs WHERE {column} IN ({marks})", part))
+            out.extend(self._query(f"SELECT {select} FROM docs WHERE {column} IN ({marks})", part))
         return out
+
+    def _ids_where_in(self, column: str, values: Iterable[str]) -> list[str]:
+        return [r[0] for r in self._where_in(column, values)]
+
+    def contents(self, ids: Iterable[str], parents: Iterable[str]) -> dict[str, tuple[str | None, str | None, dict]]:
+        """{id: (parent, text, metadata)} of the documents `ids` and of every passage of `parents`."""
+        rows = self._where_in("id", ids, "id, parent, text, metadata") + self._where_in("parent", parents, "id, parent, text, metadata")
+        return {r[0]: (r[1], r[2], json.loads(r[3])) for r in rows}
 
     def existing(self, ids: Iterable[str]) -> set[str]:
         return set(self._ids_where_in("id", ids))
