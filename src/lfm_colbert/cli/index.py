@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, Iterator
+
+from lfm_colbert.errors import InputError
 
 HELP = """\
 Index .txt, .md and .jsonl files (and folders of them, searched recursively) into DIR.
 
 DIR is created on first use and updated afterwards: a document indexed again replaces its
 previous version (same id), so re-running the command after editing files is safe, and only
-documents whose text or metadata changed are encoded again (--force encodes them all). Long
+documents whose text or metadata changed are encoded again (--force encodes them all). Work is
+saved every --commit-every passages, so an interrupted run continues where it stopped. Long
 documents are split into overlapping passages that fit the model's document length; each
 passage keeps its source file and character offsets as metadata.
 
@@ -58,13 +61,32 @@ def register(subparsers: Any) -> None:
     p.add_argument("--overlap", type=int, default=64, help="tokens shared by consecutive passages (default 64)")
     p.add_argument("--batch-size", type=int, default=32, help="documents per forward pass (default 32)")
     p.add_argument("--force", action="store_true", help="encode every document again, even unchanged ones")
+    p.add_argument("--commit-every", type=int, default=512, metavar="N",
+                   help="save the work every N passages (whole documents; default 512)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
+def _commits(passages: list[Any], size: int) -> Iterator[list[Any]]:
+    """Runs of about `size` passages, never splitting one document's passages (they replace together)."""
+    chunk: list[Any] = []
+    for p in passages:
+        if len(chunk) >= size and p.parent != chunk[-1].parent:
+            yield chunk
+            chunk = []
+        chunk.append(p)
+    if chunk:
+        yield chunk
+
+
 def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     from lfm_colbert.index import Index
     from lfm_colbert.ingest import passage_budget, read_documents, split_passages
+
+    if args.commit_every < 1:
+        raise InputError(f"--commit-every must be a positive number of passages, not {args.commit_every}")
 
     docs = list(read_documents(args.sources))
     if not docs:
@@ -78,16 +100,26 @@ def run(args: argparse.Namespace) -> int:
         [p.id for p in passages], [p.text for p in passages], [p.metadata for p in passages], [p.parent for p in passages]
     )
     todo = [p for p in passages if p.id not in same]
-    if todo:
-        index.add(
-            [p.text for p in todo],
-            ids=[p.id for p in todo],
-            metadata=[p.metadata for p in todo],
-            parents=[p.parent for p in todo],
-            upsert=True,
-            batch_size=args.batch_size,
-            show_progress=False if args.quiet else None,
-        )
+    bar = tqdm(total=len(todo), desc="encoding", unit="passage", disable=True if args.quiet else None)
+    done = 0
+    try:
+        for chunk in _commits(todo, args.commit_every):  # each one atomic; unchanged-skipping resumes
+            index.add(
+                [p.text for p in chunk],
+                ids=[p.id for p in chunk],
+                metadata=[p.metadata for p in chunk],
+                parents=[p.parent for p in chunk],
+                upsert=True,
+                batch_size=args.batch_size,
+                progress_bar=bar,
+            )
+            done += len(chunk)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: {done} of {len(todo)} passages were saved; run the same command again to "
+              "index the rest", file=sys.stderr)
+        return 130
+    bar.close()
     info = index.info()
     st = info["storage"]
     kind = f"{st['nbits']}-bit compressed" if st.get("nbits") else "exact"

@@ -128,6 +128,8 @@ class Index:
                 raise InputError(f"{self.path} is an existing {kind} index; compression is chosen at creation")
             if rescore and not self.manifest["storage"].get("rescore"):
                 raise InputError(f"{self.path} keeps no float16 vectors to rescore with; rescore is chosen at creation")
+            if train_tokens is not None and not self.compressed:
+                raise InputError(f"{self.path} is an exact index; train_tokens applies to compressed indexes")
             if train_tokens is not None and train_tokens != self.train_tokens:
                 raise InputError(f"{self.path} trains its codec at {self.train_tokens} tokens; train_tokens is chosen at creation")
         elif not create:
@@ -323,11 +325,13 @@ class Index:
         upsert: bool = False,
         batch_size: int = 32,
         show_progress: bool | None = None,
+        progress_bar: Any = None,
     ) -> list[str]:
         """Encode and add documents; returns their ids (generated when not given).
 
         An id that already exists is an error unless `upsert=True`, which replaces it (and, for a
         `parents` id, every passage of that parent). The whole call is one atomic write.
+        `progress_bar`: an open tqdm bar to advance instead of opening one (a bar across several adds).
         """
         if isinstance(documents, str):
             raise InputError("add() takes a list of documents, not one string")
@@ -338,12 +342,14 @@ class Index:
         def vectors() -> Iterator[np.ndarray]:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(docs), desc="encoding", unit="doc", disable=None if show_progress is None else not show_progress)
+            bar = progress_bar or tqdm(total=len(docs), desc="encoding", unit="doc",
+                                       disable=None if show_progress is None else not show_progress)
             step = max(batch_size, 256)
             for s in range(0, len(docs), step):
                 yield from model.encode(docs[s : s + step], is_query=False, batch_size=batch_size, show_progress_bar=False)
                 bar.update(min(step, len(docs) - s))
-            bar.close()
+            if progress_bar is None:
+                bar.close()
 
         return self._add(vectors(), len(docs), ids, docs, metadata, parents, upsert)
 
