@@ -109,3 +109,21 @@ def test_unchanged_finds_what_needs_no_encoding(tmp_path, corpus):
     # A file counts as a whole: one passage changed, or the file got shorter, re-encodes all of it.
     assert index.unchanged(["f#0", "f#1", "f#2"], ["a", "B", "c"], [{"p": 0}, {"p": 1}, {"p": 2}], ["f"] * 3) == set()
     assert index.unchanged(["f#0", "f#1"], ["a", "b"], [{"p": 0}, {"p": 1}], ["f"] * 2) == set()
+
+
+def test_small_adds_are_merged_so_segments_stay_few(tmp_path, corpus):
+    docs, queries = corpus
+    one_by_one = Index(tmp_path / "one", MODEL)
+    for i, d in enumerate(docs[:70]):
+        one_by_one.add_vectors([d], ids=[f"d{i}"], texts=[f"t{i}"], metadata=[{"i": i}])
+    whole = Index(tmp_path / "whole", MODEL)
+    whole.add_vectors(docs[:70], ids=[f"d{i}" for i in range(70)], texts=[f"t{i}" for i in range(70)],
+                      metadata=[{"i": i} for i in range(70)])
+    n_segments = one_by_one.info()["segments"]
+    assert n_segments <= 2 * 7  # at most MERGE_FANIN - 1 per size tier, two tiers here (not 70)
+    for q in queries:  # merging moved nothing (up to float32 summation order)
+        got, want = _scores(one_by_one, q), _scores(whole, q)
+        assert got.keys() == want.keys() and all(got[i] == pytest.approx(want[i], abs=1e-5) for i in want)
+    assert one_by_one.search_vectors(queries[0], k=1000, filter={"i": 33})[0].id == "d33"
+    assert len({p.name for p in (tmp_path / "one" / "segments").iterdir()}) == n_segments  # no leftovers
+    one_by_one.verify_files()
