@@ -10,7 +10,9 @@ Search, for one query (Q, D):
   1. score the query against all centroids,                       S (Q, K)
   2. candidate generation: probe the `nprobe` best centroids per query token through the
      inverted lists (centroid -> documents) and give each document a rough score from the probed
-     centroids it contains (a query token that hits none scores its weakest probed centroid),
+     centroids it contains (a query token that hits none scores its weakest probed centroid).
+     With a metadata filter, probe wider until `ndocs` candidates pass it; a filter that leaves
+     few documents sends them all to stage 3 instead,
   3. centroid interaction: for the best `ndocs` documents, approximate MaxSim with every token
      replaced by its centroid, S[:, codes],
   4. decompress the best `ndecode` and rank them by exact MaxSim on the decoded vectors (or, in
@@ -198,6 +200,10 @@ class PlaidSegment:
     vectors: np.ndarray | None = None  # (N_tok, D) float16, memory-mapped: an index built with rescore
 
 
+# A filter that leaves at most SMALL_FILTER * ndocs documents sends all of them to centroid interaction.
+SMALL_FILTER = 4
+
+
 @dataclass
 class PlaidParams:
     nprobe: int = 4  # centroids probed per query token
@@ -222,43 +228,21 @@ def plaid_search(
     """Top-k (segment index, row, score) for one query (Q, D); `allowed[i]` optionally restricts segment i's rows."""
     params = params or PlaidParams.for_k(k)
     q = np.asarray(query, dtype=np.float32)
-    nq = q.shape[0]
     S = q @ codec.centroids.T  # (Q, K)
-    nprobe = min(params.nprobe, S.shape[1])
-    probe = np.argpartition(-S, nprobe - 1, axis=1)[:, :nprobe]  # (Q, nprobe)
-    probe_scores = np.take_along_axis(S, probe, axis=1)  # (Q, nprobe)
-    by_score = np.argsort(-probe_scores, axis=1)  # best probe first, so a first occurrence is a maximum
-    probe, probe_scores = np.take_along_axis(probe, by_score, 1), np.take_along_axis(probe_scores, by_score, 1)
-    floor = probe_scores[:, -1]  # (Q,): the score imputed to a query token that hits nothing
-
-    # 2. candidate generation, sparse and across all segments at once: only (document, query token)
-    # pairs that some probed list holds are touched, so the cost follows the lists, not the corpus.
-    base = np.concatenate([[0], np.cumsum([len(seg.alive) for seg in segments])])  # global document numbers
-    keys, vals = [], []
-    for si, seg in enumerate(segments):
-        pos, starts = token_ranges(seg.ivf_offsets, probe.reshape(-1))
-        if len(pos) == 0:
-            continue
-        counts = np.diff(starts)  # (Q * nprobe,) list lengths
-        qtok = np.repeat(np.repeat(np.arange(nq, dtype=np.int64), nprobe), counts)  # (L,)
-        keys.append((seg.ivf_docs[pos].astype(np.int64) + base[si]) * nq + qtok)
-        vals.append(np.repeat(probe_scores.reshape(-1), counts))
-    if not keys:
-        return []
-    key, first = np.unique(np.concatenate(keys), return_index=True)  # best probed score per (doc, token)
-    gain = np.concatenate(vals)[first] - floor[key % nq]  # (pairs,) >= 0
-    docs, inv = np.unique(key // nq, return_inverse=True)
-    rough = floor.sum() + np.bincount(inv, weights=gain).astype(np.float32)  # (n_hit,)
-    seg_idx = np.searchsorted(base, docs, side="right") - 1
-    rows = docs - base[seg_idx]
-    keep = np.empty(len(docs), dtype=bool)
-    for si in np.unique(seg_idx):
-        m = seg_idx == si
-        ok = segments[si].alive[rows[m]]
-        if allowed is not None and allowed[si] is not None:
-            ok &= allowed[si][rows[m]]
-        keep[m] = ok
-    seg_idx, rows = _top(seg_idx[keep], rows[keep], rough[keep], params.ndocs)
+    usable = [seg.alive if allowed is None or allowed[si] is None else seg.alive & allowed[si] for si, seg in enumerate(segments)]
+    n_usable = sum(int(u.sum()) for u in usable)
+    if allowed is not None and n_usable <= SMALL_FILTER * params.ndocs:
+        # A selective filter: the probed lists would hold few of its documents, so every one of them
+        # goes to centroid interaction (cheap: a gather from S per token).
+        seg_idx = np.concatenate([np.full(int(u.sum()), si) for si, u in enumerate(usable)] + [np.zeros(0, np.int64)])
+        rows = np.concatenate([np.flatnonzero(u) for u in usable] + [np.zeros(0, np.int64)])
+    else:
+        nprobe = min(params.nprobe, S.shape[1])
+        seg_idx, rows, rough = _candidates(S, nprobe, segments, usable)
+        while allowed is not None and len(rows) < params.ndocs and nprobe < S.shape[1]:
+            nprobe = min(4 * nprobe, S.shape[1])  # a filter that the nearest lists rarely pass: probe wider
+            seg_idx, rows, rough = _candidates(S, nprobe, segments, usable)
+        seg_idx, rows = _top(seg_idx, rows, rough, params.ndocs)
     if len(rows) == 0:
         return []
 
@@ -297,6 +281,46 @@ def plaid_search(
     out = list(zip(seg_idx.tolist(), rows.tolist(), scores.tolist()))
     out.sort(key=lambda t: (-t[2], t[0], t[1]))
     return out[:k]
+
+
+def _candidates(
+    S: np.ndarray, nprobe: int, segments: list[PlaidSegment], usable: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stage 2: documents in the `nprobe` best lists of some query token, with a rough score each.
+
+    Sparse and across all segments at once: only (document, query token) pairs that some probed list
+    holds are touched, so the cost follows the lists, not the corpus. Returns (segment index, row,
+    rough score) of the usable (live, allowed) documents found.
+    """
+    nq = S.shape[0]
+    probe = np.argpartition(-S, nprobe - 1, axis=1)[:, :nprobe]  # (Q, nprobe)
+    probe_scores = np.take_along_axis(S, probe, axis=1)  # (Q, nprobe)
+    by_score = np.argsort(-probe_scores, axis=1)  # best probe first, so a first occurrence is a maximum
+    probe, probe_scores = np.take_along_axis(probe, by_score, 1), np.take_along_axis(probe_scores, by_score, 1)
+    floor = probe_scores[:, -1]  # (Q,): the score imputed to a query token that hits nothing
+    base = np.concatenate([[0], np.cumsum([len(seg.alive) for seg in segments])])  # global document numbers
+    keys, vals = [], []
+    for si, seg in enumerate(segments):
+        pos, starts = token_ranges(seg.ivf_offsets, probe.reshape(-1))
+        if len(pos) == 0:
+            continue
+        counts = np.diff(starts)  # (Q * nprobe,) list lengths
+        qtok = np.repeat(np.repeat(np.arange(nq, dtype=np.int64), nprobe), counts)  # (L,)
+        keys.append((seg.ivf_docs[pos].astype(np.int64) + base[si]) * nq + qtok)
+        vals.append(np.repeat(probe_scores.reshape(-1), counts))
+    if not keys:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    key, first = np.unique(np.concatenate(keys), return_index=True)  # best probed score per (doc, token)
+    gain = np.concatenate(vals)[first] - floor[key % nq]  # (pairs,) >= 0
+    docs, inv = np.unique(key // nq, return_inverse=True)
+    rough = floor.sum() + np.bincount(inv, weights=gain).astype(np.float32)  # (n_hit,)
+    seg_idx = np.searchsorted(base, docs, side="right") - 1
+    rows = docs - base[seg_idx]
+    keep = np.empty(len(docs), dtype=bool)
+    for si in np.unique(seg_idx):
+        m = seg_idx == si
+        keep[m] = usable[si][rows[m]]
+    return seg_idx[keep], rows[keep], rough[keep]
 
 
 def _top(seg_idx: np.ndarray, rows: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
