@@ -501,9 +501,10 @@ class Index:
         doclens = np.array([len(v) for v in vectors], dtype=np.int32)
         flat = np.concatenate(vectors).astype(np.float32)  # (N_tok, D)
         if self.compressed and self._codec is None:
-            held = [np.asarray(seg.tokens[token_ranges(seg.offsets, np.flatnonzero(seg.alive))[0]])
-                    for seg in self._segments.values() if isinstance(seg, ExactSegment)] + untrained
-            if sum(map(len, held)) + len(flat) >= self.train_tokens:
+            committed = [(seg, np.flatnonzero(seg.alive)) for seg in self._segments.values() if isinstance(seg, ExactSegment)]
+            n_held = sum(int((seg.offsets[rows + 1] - seg.offsets[rows]).sum()) for seg, rows in committed)
+            if n_held + sum(map(len, untrained)) + len(flat) >= self.train_tokens:
+                held = [np.asarray(seg.tokens[token_ranges(seg.offsets, rows)[0]]) for seg, rows in committed] + untrained
                 self._train_codec(np.concatenate([*(h.astype(np.float32) for h in held), flat]))
         if self.compressed and self._codec is not None:
             arrays = self._with_ivf(self._encode(flat, doclens))
