@@ -90,35 +90,50 @@ WRITER = textwrap.dedent(
     from lfm_colbert.index import Index
     from lfm_colbert.index.synthetic_vectors import clustered_documents
     docs, _ = clustered_documents(1500, n_clusters=512, tokens=(10, 40), noise=0.4, seed=0)
-    Index(sys.argv[1]).add_vectors(docs[300:], ids=[str(i) for i in range(300, 1500)])  # killed in here
+    a, b = int(sys.argv[2]), int(sys.argv[3])
+    Index(sys.argv[1]).add_vectors(docs[a:b], ids=[str(i) for i in range(a, b)])  # killed in here
     """
 )
 
 
-def test_writer_killed_between_training_and_encoding_what_was_held(tmp_path, corpus, exact):
-    """The add is committed (coded segments) but the older float16 ones are not yet encoded: search
-    mixes exact and compressed segments correctly, and the next write encodes the rest."""
+def _kill_writer_at(point, path, a, b):
+    env = {**os.environ, "LFM_COLBERT_PAUSE_AT": point}
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(a), str(b)], stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        assert proc.stdout.readline().strip() == f"paused at {point}"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+        proc.stdout.close()
+
+
+def test_writers_killed_around_training_leave_a_searchable_index(tmp_path, corpus, exact):
+    """Killed after fitting the codec but before encoding what was held, then killed again after a
+    coded add: search works in each state (float16 segments scored exactly, coded ones through
+    PLAID), and the next write encodes what is left."""
     docs, queries = corpus
     path = tmp_path / "idx"
     index = Index(path, MODEL, compress=2, train_tokens=TRAIN)
     index.add_vectors(docs[:300], ids=[str(i) for i in range(300)])
     index.close()
 
-    env = {**os.environ, "LFM_COLBERT_PAUSE_AT": "add:before-encoding-held"}
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, env=env, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "paused at add:before-encoding-held"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
+    _kill_writer_at("train:codec-written", path, 300, 1400)  # committed, codec fitted, nothing encoded
+    held = Index(path)
+    info = held.info()
+    assert len(held) == 1400 and info["n_centroids"] and info["float16_segments"] == 2
+    subset = Index(tmp_path / "exact1400", MODEL)
+    subset.add_vectors(docs[:1400], ids=[str(i) for i in range(1400)])
+    assert held.search_vectors(queries, k=10) == subset.search_vectors(queries, k=10)  # all still exact
+    held.close()
 
+    _kill_writer_at("add:committed", path, 1400, 1500)  # written with the codec; the rest still float16
     mixed = Index(path)
     info = mixed.info()
-    assert len(mixed) == len(docs) and info["n_centroids"] and info["float16_segments"] == 1
+    assert len(mixed) == len(docs) and info["float16_segments"] == 2 and info["segments"] == 3
     got = mixed.search_vectors(queries, k=10)
     assert recall(got, exact) >= 0.95
     for q, hits in zip(queries, got):  # documents still in float16 are scored exactly
-        old = [h for h in hits if int(h.id) < 300]
+        old = [h for h in hits if int(h.id) < 1400]
         np.testing.assert_allclose([h.score for h in old], maxsim(q, [docs[int(h.id)] for h in old]), rtol=1e-3)
     mixed.verify_files()
 
@@ -126,6 +141,25 @@ def test_writer_killed_between_training_and_encoding_what_was_held(tmp_path, cor
     assert mixed.info()["float16_segments"] == 0 and len(mixed) == len(docs) - 1
     assert recall(mixed.search_vectors(queries, k=10), exact) >= 0.95
     assert {p.name for p in (path / "segments").iterdir()} == {f"{r['id']:06d}" for r in mixed.catalog.segments()}
+
+
+def test_a_bulk_block_trains_once_at_its_end(tmp_path, corpus):
+    docs, _ = corpus
+    index = Index(tmp_path / "idx", MODEL, compress=2, train_tokens=TRAIN)
+    with index.bulk():
+        for s in range(0, len(docs), 250):
+            index.add_vectors(docs[s : s + 250], ids=[str(i) for i in range(s, min(s + 250, len(docs)))])
+        assert index.info()["n_centroids"] is None  # past TRAIN already, still waiting for the block's end
+    info = index.info()
+    assert info["codec_trained_on_tokens"] == sum(len(d) for d in docs) and info["float16_segments"] == 0
+
+    interrupted = Index(tmp_path / "interrupted", MODEL, compress=2, train_tokens=TRAIN)
+    with pytest.raises(KeyboardInterrupt), interrupted.bulk():  # stopped by the user: no training
+        interrupted.add_vectors(docs[:1000], ids=[str(i) for i in range(1000)])
+        raise KeyboardInterrupt
+    assert interrupted.info()["n_centroids"] is None and len(interrupted) == 1000  # the add itself is kept
+    interrupted.add_vectors(docs[1000:], ids=[str(i) for i in range(1000, len(docs))])  # the next add trains
+    assert interrupted.info()["codec_trained_on_tokens"] == sum(len(d) for d in docs)
 
 
 def test_train_tokens_is_checked_and_fixed_at_creation(tmp_path):

@@ -103,17 +103,18 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(todo), desc="encoding", unit="passage", disable=True if args.quiet else None)
     done = 0
     try:
-        for chunk in _commits(todo, args.commit_every):  # each one atomic; unchanged-skipping resumes
-            index.add(
-                [p.text for p in chunk],
-                ids=[p.id for p in chunk],
-                metadata=[p.metadata for p in chunk],
-                parents=[p.parent for p in chunk],
-                upsert=True,
-                batch_size=args.batch_size,
-                progress_bar=bar,
-            )
-            done += len(chunk)
+        with index.bulk():  # a new compressed index fits its codec to the whole run, at its end
+            for chunk in _commits(todo, args.commit_every):  # each one atomic; unchanged-skipping resumes
+                index.add(
+                    [p.text for p in chunk],
+                    ids=[p.id for p in chunk],
+                    metadata=[p.metadata for p in chunk],
+                    parents=[p.parent for p in chunk],
+                    upsert=True,
+                    batch_size=args.batch_size,
+                    progress_bar=bar,
+                )
+                done += len(chunk)
     except KeyboardInterrupt:
         bar.close()
         print(f"interrupted: {done} of {len(todo)} passages were saved; run the same command again to "

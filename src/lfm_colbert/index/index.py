@@ -18,6 +18,7 @@ Layout (all plain files; see lfm_colbert.index.segments for the arrays):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -34,7 +35,7 @@ from lfm_colbert.errors import IndexFormatError, InputError
 from lfm_colbert.index import store
 from lfm_colbert.index.exact import ExactSegment, exact_search
 from lfm_colbert.index.metadata import Catalog
-from lfm_colbert.index.plaid import Codec, PlaidParams, PlaidSegment, build_ivf, plaid_search
+from lfm_colbert.index.plaid import Codec, PlaidParams, PlaidSegment, build_ivf, default_centroids, plaid_search
 from lfm_colbert.index.segments import next_segment_id, read_segment, remove_orphans, segment_dir, write_segment
 from lfm_colbert.scoring import stack_queries, token_ranges
 from lfm_colbert.tokenization import check_texts
@@ -43,9 +44,10 @@ from lfm_colbert.tokenization import check_texts
 SEGMENT_TOKENS = 1 << 20
 # Rewrite segments once this fraction of their stored tokens belongs to deleted documents.
 COMPACT_AT = 0.25
-# A compressed index keeps float16 vectors until it holds this many tokens, then trains its codec on
-# all of them. Centroids fitted to a first handful of documents would serve every later add: 3,000
-# clustered documents added after a first one of 87 tokens searched with recall 0.27, not 0.98.
+# A compressed index keeps float16 vectors until an add (or a `bulk()` block) leaves it holding this
+# many tokens, then fits its codec to a sample of all of them. Centroids fitted to a first handful of
+# documents would serve every later add: 3,000 clustered documents added after a first one of 87
+# tokens searched with recall 0.27, not 0.98.
 TRAIN_TOKENS = 1 << 18
 # The codec is not refitted as the index grows (the original vectors are gone). Past this many times
 # the tokens it was fitted to, adds warn: at 3.8x (10k clustered documents, codec fitted to the
@@ -100,9 +102,10 @@ class Index:
     rescore:  with `compress`, also keep the float16 vectors (290 / 322 bytes per token on disk)
               and score the final candidates on them instead of on decoded vectors: compressed
               speed, exact scores. The float16 file is memory-mapped; only candidates are read.
-    train_tokens: with `compress`, the index stays exact (float16) until it holds this many tokens
-              (default TRAIN_TOKENS, 262,144), then fits its codec on all of them and compresses
-              them; fixed at creation. 1 trains on the first add, however small.
+    train_tokens: with `compress`, the index stays exact (float16) until an add leaves it holding this
+              many tokens (default TRAIN_TOKENS, 262,144), then fits its codec to all of them and
+              compresses them; fixed at creation. 1 trains on the first add, however small. Adds
+              inside `with index.bulk():` count as one.
     verify:   check each file's sha256 against the one recorded when it was written, when loaded.
     """
 
@@ -151,6 +154,7 @@ class Index:
         self._segments: dict[int, Any] = {}  # segment id -> ExactSegment | PlaidSegment
         self._order: list[int] = []  # segment ids in search order
         self._version: int | None = None
+        self._defer_training = False
 
     # -- creation and model --------------------------------------------------------------------
     def _create(self, model: Any, compress: int | None, n_centroids: int | None, rescore: bool, train_tokens: int) -> None:
@@ -448,7 +452,6 @@ class Index:
                 self.manifest["version"] = store.FORMAT_VERSION  # float16 segments may follow: older readers must refuse
                 store.write_manifest(self.path, self.manifest)
             written: list[tuple[dict[str, Any], list[tuple]]] = []
-            untrained: list[np.ndarray] = []  # float16 vectors this add wrote before any codec existed
             pending: list[np.ndarray] = []
             start = 0  # index of the first document in `pending`
 
@@ -460,7 +463,7 @@ class Index:
                     (ids[start + j], parents[start + j], j, len(v), texts[start + j], dict(metadata[start + j] or {}))
                     for j, v in enumerate(pending)
                 ]
-                written.append((self._write_segment(seg_id, pending, untrained), rows))
+                written.append((self._write_segment(seg_id, pending), rows))
                 seg_id += 1
                 start += len(pending)
                 pending = []
@@ -483,7 +486,9 @@ class Index:
             store.pause_point("add:segments-written")
             self.catalog.commit(written, replace=replace, pause=lambda: store.pause_point("add:before-commit"))
             self._refresh(force=True)
-            store.pause_point("add:before-encoding-held")
+            store.pause_point("add:committed")
+            if not self._defer_training:
+                self._train_when_due()
         self._maybe_compact()
         growth = self._codec_growth()
         if growth and growth >= REFIT_GROWTH:
@@ -492,26 +497,52 @@ class Index:
                 "for the best results, index the collection again into a new index", stacklevel=3)
         return ids
 
-    def _write_segment(self, seg_id: int, vectors: list[np.ndarray], untrained: list[np.ndarray]) -> dict[str, Any]:
-        """Write one segment of this add: codes once the codec exists, float16 vectors until then.
-
-        `untrained` holds this add's earlier float16 segments; the codec is trained here, on those, the
-        committed float16 segments and `vectors`, as soon as together they reach `train_tokens`.
-        """
+    def _write_segment(self, seg_id: int, vectors: list[np.ndarray]) -> dict[str, Any]:
+        """Write one segment of this add: codes once the codec exists, float16 vectors until then."""
         doclens = np.array([len(v) for v in vectors], dtype=np.int32)
         flat = np.concatenate(vectors).astype(np.float32)  # (N_tok, D)
-        if self.compressed and self._codec is None:
-            committed = [(seg, np.flatnonzero(seg.alive)) for seg in self._segments.values() if isinstance(seg, ExactSegment)]
-            n_held = sum(int((seg.offsets[rows + 1] - seg.offsets[rows]).sum()) for seg, rows in committed)
-            if n_held + sum(map(len, untrained)) + len(flat) >= self.train_tokens:
-                held = [np.asarray(seg.tokens[token_ranges(seg.offsets, rows)[0]]) for seg, rows in committed] + untrained
-                self._train_codec(np.concatenate([*(h.astype(np.float32) for h in held), flat]))
         if self.compressed and self._codec is not None:
             arrays = self._with_ivf(self._encode(flat, doclens))
         else:
             arrays = {"vectors": flat.astype(np.float16), "doclens": doclens}
-            untrained.append(arrays["vectors"])
         return write_segment(self.path, seg_id, arrays, len(vectors), int(doclens.sum()))
+
+    @contextlib.contextmanager
+    def bulk(self) -> Iterator["Index"]:
+        """Several adds that count as one for codec training: a compressed index still held in float16
+        trains once, when the block ends, on all of it, not on the first add that reaches
+        `train_tokens`. An exception skips that (the next write trains)."""
+        self._defer_training = True
+        try:
+            yield self
+        finally:
+            self._defer_training = False
+        with store.writer_lock(self.path):
+            self._refresh(force=True)
+            self._train_when_due()
+        self._maybe_compact()
+
+    def _train_when_due(self) -> None:
+        """Once a compressed index holds `train_tokens` float16 tokens, fit its codec to a sample of
+        all of them (centroids sized for all of them) and encode them. Under the writer lock."""
+        if not self.compressed or self._codec is not None:
+            return
+        held = [(sid, token_ranges(seg.offsets, np.flatnonzero(seg.alive))[0])
+                for sid, seg in self._segments.items() if isinstance(seg, ExactSegment)]  # live token indices
+        total = sum(len(idx) for _, idx in held)
+        if total < self.train_tokens:
+            return
+        k = int(self.manifest["storage"].get("n_centroids") or default_centroids(total))
+        # k-means looks at 32 points per centroid and the residual quantizer at 65,536: sample that many.
+        pick = np.sort(np.random.default_rng(0).choice(total, size=min(total, max(32 * k, 1 << 16)), replace=False))
+        bounds = np.cumsum([0] + [len(idx) for _, idx in held])
+        sample = []
+        for (sid, idx), lo, hi in zip(held, bounds[:-1], bounds[1:]):
+            mine = pick[(pick >= lo) & (pick < hi)] - lo
+            sample.append(np.asarray(self._segments[sid].tokens[idx[mine]], dtype=np.float32))
+        self._train_codec(np.concatenate(sample), k, total)
+        store.pause_point("train:codec-written")
+        self._rewrite([sid for sid, _ in held])
 
     def _encode(self, flat: np.ndarray, doclens: np.ndarray) -> dict[str, np.ndarray]:
         """Centroid and residual codes for token vectors (N_tok, D), plus float16 copies with rescore."""
@@ -527,10 +558,10 @@ class Index:
             arrays["ivf_offsets"], arrays["ivf_docs"] = build_ivf(arrays["codes"], arrays["doclens"], len(self._codec.centroids))
         return arrays
 
-    def _train_codec(self, flat: np.ndarray) -> Codec:
-        """Fit the codec on every vector held so far (the manifest records it before any segment uses it)."""
-        st = self.manifest["storage"]
-        codec = Codec.train(flat, st["nbits"], st.get("n_centroids"))
+    def _train_codec(self, sample: np.ndarray, n_centroids: int, trained_on: int) -> Codec:
+        """Fit the codec to `sample`, drawn from `trained_on` tokens (the manifest records it before any
+        segment uses it)."""
+        codec = Codec.train(sample, self.manifest["storage"]["nbits"], n_centroids)
         tmp = self.path / ".codec-tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         files = codec.save(tmp)
@@ -538,7 +569,7 @@ class Index:
         tmp.rename(self.path / "codec")
         store.fsync_dir(self.path)
         self.manifest["codec"] = {"format": Codec.FORMAT, "nbits": codec.nbits, "n_centroids": len(codec.centroids),
-                                 "trained_on": len(flat), "files": files}
+                                 "trained_on": trained_on, "files": files}
         store.write_manifest(self.path, self.manifest)
         self._codec = codec
         return codec
