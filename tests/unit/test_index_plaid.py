@@ -12,20 +12,6 @@ from lfm_colbert.index.synthetic_vectors import clustered_documents, queries_for
 MODEL = {"model_id": "vectors-only", "variant": "none", "dim": 128, "fingerprint": "test"}
 
 
-@pytest.fixture(scope="module")
-def corpus():
-    docs, _ = clustered_documents(1500, n_clusters=512, tokens=(10, 40), noise=0.4, seed=0)
-    return docs, queries_for(docs, 30)
-
-
-@pytest.fixture(scope="module")
-def exact(tmp_path_factory, corpus):
-    docs, queries = corpus
-    index = Index(tmp_path_factory.mktemp("exact") / "idx", MODEL)
-    index.add_vectors(docs, ids=[str(i) for i in range(len(docs))])
-    return index.search_vectors(queries, k=10)
-
-
 def test_codec_round_trip_and_size():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2000, 128)).astype(np.float32)
@@ -54,12 +40,12 @@ def test_inverted_lists_point_at_the_documents_holding_each_centroid():
 
 
 @pytest.mark.parametrize("nbits, target", [(4, 0.99), (2, 0.95)])
-def test_compressed_recall_against_exact(tmp_path, corpus, exact, nbits, target):
-    docs, queries = corpus
+def test_compressed_recall_against_exact(tmp_path, clustered_corpus, clustered_exact, nbits, target):
+    docs, queries = clustered_corpus
     index = Index(tmp_path / "idx", MODEL, compress=nbits, train_tokens=1)
     index.add_vectors(docs, ids=[str(i) for i in range(len(docs))])
     got = index.search_vectors(queries, k=10)
-    recall = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(got, exact)])
+    recall = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(got, clustered_exact)])
     assert recall >= target, recall
     info = index.info()
     assert info["bytes_per_token_vectors"] == pytest.approx({2: 34, 4: 66}[nbits], abs=1)
@@ -120,13 +106,13 @@ def test_unpruned_search_over_segments_equals_maxsim_on_decoded_vectors():
     assert [sc for _, _, sc in got] == sorted((sc for _, _, sc in got), reverse=True)
 
 
-def test_rescored_index_ranks_on_stored_vectors(tmp_path, corpus, exact):
+def test_rescored_index_ranks_on_stored_vectors(tmp_path, clustered_corpus, clustered_exact):
     """With rescore, the final candidates are scored on the stored float16 vectors: exact search's
     ranking wherever candidate generation kept the documents, through deletes and compaction."""
     from lfm_colbert.errors import InputError
     from lfm_colbert.scoring import maxsim
 
-    docs, queries = corpus
+    docs, queries = clustered_corpus
 
     def check_scores(results):
         # float16 storage moves a score by ~1e-4; 2-bit decoding would move it by ~4e-3 (median)
@@ -137,7 +123,7 @@ def test_rescored_index_ranks_on_stored_vectors(tmp_path, corpus, exact):
     index = Index(tmp_path / "idx", MODEL, compress=2, rescore=True, train_tokens=1)
     index.add_vectors(docs, ids=[str(i) for i in range(len(docs))])
     got = index.search_vectors(queries, k=10)
-    recall = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(got, exact)])
+    recall = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(got, clustered_exact)])
     assert recall >= 0.99, recall
     check_scores(got)
     info = index.info()
@@ -160,12 +146,12 @@ def test_rescored_index_ranks_on_stored_vectors(tmp_path, corpus, exact):
         Index(tmp_path / "plain", MODEL, rescore=True)
 
 
-def test_selective_filters_still_find_their_documents(tmp_path, corpus, monkeypatch):
+def test_selective_filters_still_find_their_documents(tmp_path, clustered_corpus, monkeypatch):
     """The probed lists hold few documents of a rare tag: before, a 1% filter returned 0-10 hits
     (recall 0.17 on 5k documents). Now a small filtered set is scored whole, a larger one probes wider."""
     from lfm_colbert.index import plaid
 
-    docs, queries = corpus
+    docs, queries = clustered_corpus
     rng = np.random.default_rng(1)
     tags = np.where(rng.random(len(docs)) < 0.02, "rare", "common")
     meta = [{"tag": str(t)} for t in tags]

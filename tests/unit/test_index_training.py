@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from lfm_colbert.index import Index
-from lfm_colbert.index.synthetic_vectors import clustered_documents, queries_for
 from lfm_colbert.scoring import maxsim
 
 MODEL = {"model_id": "vectors-only", "variant": "none", "dim": 128, "fingerprint": "test"}
@@ -21,26 +20,12 @@ TRAIN = 20_000  # tokens; the corpus holds about 37k
 # 2 bits: faiss trains the 4-bit quantizer's 2-d sub-spaces far slower on fewer than 64k points (~25 s here).
 
 
-@pytest.fixture(scope="module")
-def corpus():
-    docs, _ = clustered_documents(1500, n_clusters=512, tokens=(10, 40), noise=0.4, seed=0)
-    return docs, queries_for(docs, 30)
-
-
-@pytest.fixture(scope="module")
-def exact(tmp_path_factory, corpus):
-    docs, queries = corpus
-    index = Index(tmp_path_factory.mktemp("exact") / "idx", MODEL)
-    index.add_vectors(docs, ids=[str(i) for i in range(len(docs))])
-    return index.search_vectors(queries, k=10)
-
-
 def recall(got, ref):
     return float(np.mean([len({h.id for h in a} & {h.id for h in b}) / len(b) for a, b in zip(got, ref)]))
 
 
-def test_small_first_add_stays_exact_then_trains_on_everything(tmp_path, corpus, exact):
-    docs, queries = corpus
+def test_small_first_add_stays_exact_then_trains_on_everything(tmp_path, clustered_corpus, clustered_exact):
+    docs, queries = clustered_corpus
     ids = [str(i) for i in range(len(docs))]
     index = Index(tmp_path / "idx", MODEL, compress=2, train_tokens=TRAIN)
     index.add_vectors(docs[:1], ids=ids[:1])
@@ -56,7 +41,7 @@ def test_small_first_add_stays_exact_then_trains_on_everything(tmp_path, corpus,
     live_tokens = sum(len(d) for d in docs)
     assert info["codec_trained_on_tokens"] == live_tokens and info["float16_segments"] == 0
     assert info["bytes_per_token_vectors"] == pytest.approx(34, abs=1)
-    assert recall(index.search_vectors(queries, k=10), exact) >= 0.95  # the bar for indexing all at once
+    assert recall(index.search_vectors(queries, k=10), clustered_exact) >= 0.95  # the bar for indexing all at once
 
     # The old behaviour, a codec fitted to the first document only, for contrast.
     first_only = Index(tmp_path / "first-only", MODEL, compress=2, train_tokens=1)
@@ -64,11 +49,11 @@ def test_small_first_add_stays_exact_then_trains_on_everything(tmp_path, corpus,
     with pytest.warns(UserWarning, match="fitted to"):  # and it says so
         first_only.add_vectors(docs[1:], ids=ids[1:])
     assert first_only.info()["codec_trained_on_tokens"] == len(docs[0])
-    assert recall(first_only.search_vectors(queries, k=10), exact) < 0.8
+    assert recall(first_only.search_vectors(queries, k=10), clustered_exact) < 0.8
 
 
-def test_deleted_documents_are_not_trained_on_and_ids_survive(tmp_path, corpus):
-    docs, queries = corpus
+def test_deleted_documents_are_not_trained_on_and_ids_survive(tmp_path, clustered_corpus):
+    docs, queries = clustered_corpus
     ids = [f"d{i}" for i in range(len(docs))]
     index = Index(tmp_path / "idx", MODEL, compress=2, train_tokens=TRAIN, rescore=True)
     index.add_vectors(docs[:500], ids=ids[:500], metadata=[{"half": i % 2} for i in range(500)])
@@ -107,11 +92,11 @@ def _kill_writer_at(point, path, a, b):
         proc.stdout.close()
 
 
-def test_writers_killed_around_training_leave_a_searchable_index(tmp_path, corpus, exact):
+def test_writers_killed_around_training_leave_a_searchable_index(tmp_path, clustered_corpus, clustered_exact):
     """Killed after fitting the codec but before encoding what was held, then killed again after a
     coded add: search works in each state (float16 segments scored exactly, coded ones through
     PLAID), and the next write encodes what is left."""
-    docs, queries = corpus
+    docs, queries = clustered_corpus
     path = tmp_path / "idx"
     index = Index(path, MODEL, compress=2, train_tokens=TRAIN)
     index.add_vectors(docs[:300], ids=[str(i) for i in range(300)])
@@ -131,7 +116,7 @@ def test_writers_killed_around_training_leave_a_searchable_index(tmp_path, corpu
     info = mixed.info()
     assert len(mixed) == len(docs) and info["float16_segments"] == 2 and info["segments"] == 3
     got = mixed.search_vectors(queries, k=10)
-    assert recall(got, exact) >= 0.95
+    assert recall(got, clustered_exact) >= 0.95
     for q, hits in zip(queries, got):  # documents still in float16 are scored exactly
         old = [h for h in hits if int(h.id) < 1400]
         np.testing.assert_allclose([h.score for h in old], maxsim(q, [docs[int(h.id)] for h in old]), rtol=1e-3)
@@ -139,12 +124,12 @@ def test_writers_killed_around_training_leave_a_searchable_index(tmp_path, corpu
 
     mixed.delete(["1499"])  # any write encodes what was held
     assert mixed.info()["float16_segments"] == 0 and len(mixed) == len(docs) - 1
-    assert recall(mixed.search_vectors(queries, k=10), exact) >= 0.95
+    assert recall(mixed.search_vectors(queries, k=10), clustered_exact) >= 0.95
     assert {p.name for p in (path / "segments").iterdir()} == {f"{r['id']:06d}" for r in mixed.catalog.segments()}
 
 
-def test_a_bulk_block_trains_once_at_its_end(tmp_path, corpus):
-    docs, _ = corpus
+def test_a_bulk_block_trains_once_at_its_end(tmp_path, clustered_corpus):
+    docs, _ = clustered_corpus
     index = Index(tmp_path / "idx", MODEL, compress=2, train_tokens=TRAIN)
     with index.bulk():
         for s in range(0, len(docs), 250):
@@ -176,10 +161,10 @@ def test_train_tokens_is_checked_and_fixed_at_creation(tmp_path):
         Index(tmp_path / "idx", train_tokens=200)
 
 
-def test_outgrowing_the_codec_warns_and_info_says_so(tmp_path, corpus, capsys):
+def test_outgrowing_the_codec_warns_and_info_says_so(tmp_path, clustered_corpus, capsys):
     from lfm_colbert.cli import main
 
-    docs, _ = corpus
+    docs, _ = clustered_corpus
     ids = [str(i) for i in range(len(docs))]
     index = Index(tmp_path / "idx", MODEL, compress=2, train_tokens=5_000)
     with warnings.catch_warnings():
