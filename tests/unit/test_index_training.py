@@ -177,3 +177,10 @@ def test_outgrowing_the_codec_warns_and_info_says_so(tmp_path, clustered_corpus,
     assert index.info()["codec_growth"] == pytest.approx(sum(len(d) for d in docs) / fitted, abs=0.01)
     assert main(["info", str(tmp_path / "idx")]) == 0
     assert "index the collection again" in capsys.readouterr().out
+
+    bulk = Index(tmp_path / "bulk", MODEL, compress=2, train_tokens=5_000)
+    bulk.add_vectors(docs[:250], ids=ids[:250])
+    with pytest.warns(UserWarning, match="fitted to") as caught, bulk.bulk():
+        for s in range(250, len(docs), 250):
+            bulk.add_vectors(docs[s : s + 250], ids=ids[s : s + 250])
+    assert len([w for w in caught if "fitted to" in str(w.message)]) == 1  # once for the block, not per add

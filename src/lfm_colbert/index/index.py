@@ -490,12 +490,16 @@ class Index:
             if not self._defer_training:
                 self._train_when_due()
         self._maybe_compact()
+        if not self._defer_training:  # a bulk block warns once, at its end
+            self._warn_if_outgrown(stacklevel=4)
+        return ids
+
+    def _warn_if_outgrown(self, stacklevel: int) -> None:
         growth = self._codec_growth()
         if growth and growth >= REFIT_GROWTH:
             warnings.warn(
                 f"{self.path} holds {growth:.1f}x the tokens its codec was fitted to, which costs recall; "
-                "for the best results, index the collection again into a new index", stacklevel=3)
-        return ids
+                "for the best results, index the collection again into a new index", stacklevel=stacklevel)
 
     def _write_segment(self, seg_id: int, vectors: list[np.ndarray]) -> dict[str, Any]:
         """Write one segment of this add: codes once the codec exists, float16 vectors until then."""
@@ -521,6 +525,7 @@ class Index:
             self._refresh(force=True)
             self._train_when_due()
         self._maybe_compact()
+        self._warn_if_outgrown(stacklevel=4)
 
     def _train_when_due(self) -> None:
         """Once a compressed index holds `train_tokens` float16 tokens, fit its codec to a sample of

@@ -29,7 +29,7 @@ import numpy as np
 
 from lfm_colbert.errors import IndexFormatError, InputError
 from lfm_colbert.index.store import load_npy, save_npy
-from lfm_colbert.scoring import token_ranges
+from lfm_colbert.scoring import _torch, token_ranges
 
 
 def default_centroids(n_tokens: int) -> int:
@@ -293,7 +293,7 @@ def _candidates(
     rough score) of the usable (live, allowed) documents found.
     """
     nq = S.shape[0]
-    probe = np.argpartition(-S, nprobe - 1, axis=1)[:, :nprobe]  # (Q, nprobe)
+    probe = _top_columns(S, nprobe)  # (Q, nprobe)
     probe_scores = np.take_along_axis(S, probe, axis=1)  # (Q, nprobe)
     by_score = np.argsort(-probe_scores, axis=1)  # best probe first, so a first occurrence is a maximum
     probe, probe_scores = np.take_along_axis(probe, by_score, 1), np.take_along_axis(probe_scores, by_score, 1)
@@ -321,6 +321,14 @@ def _candidates(
         m = seg_idx == si
         keep[m] = usable[si][rows[m]]
     return seg_idx[keep], rows[keep], rough[keep]
+
+
+def _top_columns(S: np.ndarray, n: int) -> np.ndarray:
+    """Column indices of each row's n largest entries, in any order (Q, n)."""
+    torch = _torch()
+    if torch is not None:  # numpy's argpartition takes 4-5 ms on (32, 16384) here, topk 0.35
+        return torch.topk(torch.from_numpy(np.ascontiguousarray(S)), n, dim=1, sorted=False).indices.numpy()
+    return np.argpartition(S, S.shape[1] - n, axis=1)[:, S.shape[1] - n :]
 
 
 def _top(seg_idx: np.ndarray, rows: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
