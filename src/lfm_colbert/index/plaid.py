@@ -314,13 +314,10 @@ def _candidates(
     gain = np.concatenate(vals)[first] - floor[key % nq]  # (pairs,) >= 0
     docs, inv = np.unique(key // nq, return_inverse=True)
     rough = floor.sum() + np.bincount(inv, weights=gain).astype(np.float32)  # (n_hit,)
+    keep = np.concatenate(usable)[docs]  # global document numbers index the segments' masks end to end
+    docs, rough = docs[keep], rough[keep]
     seg_idx = np.searchsorted(base, docs, side="right") - 1
-    rows = docs - base[seg_idx]
-    keep = np.empty(len(docs), dtype=bool)
-    for si in np.unique(seg_idx):
-        m = seg_idx == si
-        keep[m] = usable[si][rows[m]]
-    return seg_idx[keep], rows[keep], rough[keep]
+    return seg_idx, docs - base[seg_idx], rough
 
 
 def _top_columns(S: np.ndarray, n: int) -> np.ndarray:
