@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from lfm_colbert.errors import InputError
 from lfm_colbert.jsonl import iter_objects
+from lfm_colbert.textfile import read_text
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 JSONL_SUFFIXES = {".jsonl"}
@@ -43,7 +44,12 @@ class Passage:
 
 
 def read_documents(sources: Sequence[str | Path]) -> Iterator[Document]:
-    """Documents from files and folders (searched recursively for .txt, .md, .markdown, .jsonl)."""
+    """Documents from files and folders (searched recursively for .txt, .md, .markdown, .jsonl).
+
+    Text is UTF-8 (a byte-order mark is allowed) or UTF-16 with a byte-order mark. A file named
+    in `sources` that is not is an error; one found in a folder is skipped with a warning (folders
+    collect stray files). A malformed .jsonl line is an error either way: it is meant as data.
+    """
     if isinstance(sources, (str, Path)):
         sources = [sources]
     if not sources:
@@ -59,22 +65,21 @@ def read_documents(sources: Sequence[str | Path]) -> Iterator[Document]:
             if not files:
                 warnings.warn(f"{path} holds no .txt, .md or .jsonl files", stacklevel=2)
             for f in files:
-                yield from _read_file(f)
+                try:
+                    content = read_text(f)
+                except InputError as exc:
+                    warnings.warn(f"{exc}; skipped", stacklevel=2)
+                    continue
+                yield from _parse_file(f, content)
         elif path.is_file():
             if path.suffix.lower() not in TEXT_SUFFIXES | JSONL_SUFFIXES:
                 raise InputError(f"{path}: unsupported file type {path.suffix!r} (use .txt, .md or .jsonl)")
-            yield from _read_file(path)
+            yield from _parse_file(path, read_text(path))
         else:
             raise InputError(f"{path}: no such file or folder")
 
 
-def _read_file(path: Path) -> Iterator[Document]:
-    try:
-        content = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+def _parse_file(path: Path, content: str) -> Iterator[Document]:
     source = path.as_posix()
     if path.suffix.lower() in JSONL_SUFFIXES:
         yield from _read_jsonl(content, source)

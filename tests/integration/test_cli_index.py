@@ -155,6 +155,20 @@ def test_help_teaches():
     assert "--compress" in out and "examples:" in out and ".jsonl" in out
 
 
+def test_stray_files_in_a_folder_are_skipped_with_a_one_line_warning(tmp_path, tiny_checkpoint):
+    """A subprocess, as users run it: pytest would capture the warning before it is printed."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.txt").write_bytes(b"caf\xe9 au lait")  # Latin-1, not UTF-8
+    (docs / "faq.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps({"id": "bom", "text": "penguins huddle"}).encode())
+    env = {**os.environ, "LFM_COLBERT_MODEL": str(tiny_checkpoint)}
+    run = subprocess.run([sys.executable, "-m", "lfm_colbert", "index", str(docs), "--index", str(tmp_path / "i"), "-q"],
+                         capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "indexed 1 passages from 1 documents" in run.stdout
+    assert run.stderr.strip() == f"warning: {docs.as_posix()}/notes.txt: not UTF-8 text (invalid continuation byte at byte 3); skipped"
+
+
 def test_compressed_rescored_index_matches_exact_ranking(built, tmp_path, tiny_checkpoint, capsys):
     """--compress 2 --rescore: the sample corpus is small enough that every document is a candidate,
     so the ranking (and, up to float16, the scores) must be the exact index's."""

@@ -49,6 +49,27 @@ def test_missing_unsupported_and_non_utf8_sources(tmp_path):
         list(read_documents([tmp_path / "l.txt"]))
 
 
+def test_byte_order_marks_are_read_as_text(tmp_path):
+    # What Windows editors save: UTF-8 with a BOM (json.loads rejects it on line 1) and UTF-16 "Unicode".
+    (tmp_path / "d.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps({"id": "k", "text": "première"}).encode() + b"\r\n")
+    (tmp_path / "u.txt").write_text("ペンギン\r\n", encoding="utf-16")  # LE with a BOM
+    (tmp_path / "b.md").write_bytes("\ufeffÜber".encode("utf-16-be"))
+    docs = {d.id: d.text for d in read_documents([tmp_path / "d.jsonl", tmp_path / "u.txt", tmp_path / "b.md"])}
+    assert list(docs.values()) == ["première", "ペンギン\r\n", "Über"]
+
+
+def test_a_folder_skips_files_that_are_not_text_and_says_so(tmp_path):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "good.txt").write_text("fine", encoding="utf-8")
+    (tmp_path / "c" / "latin1.txt").write_bytes(b"caf\xe9")
+    with pytest.warns(UserWarning, match=r"latin1.txt: not UTF-8 text .*; skipped"):
+        docs = list(read_documents([tmp_path / "c"]))
+    assert [d.text for d in docs] == ["fine"]
+    (tmp_path / "c" / "bad.jsonl").write_text("{oops\n", encoding="utf-8")
+    with pytest.raises(InputError, match="bad.jsonl, line 1"):  # data, not a stray file: never skipped
+        list(read_documents([tmp_path / "c"]))
+
+
 def _check_passages(doc, passages, max_tokens, overlap, count):
     assert len(passages) > 1
     assert all(p.parent == doc.id for p in passages)

@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 
 from lfm_colbert.errors import LfmColbertError
 
@@ -49,8 +50,13 @@ def _safe_streams() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+def _plain_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
+    return f"warning: {message}\n"  # a user needs the message, not our source line
+
+
 def main(argv: list[str] | None = None) -> int:
     _safe_streams()
+    warnings.formatwarning = _plain_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

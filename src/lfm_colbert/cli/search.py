@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from lfm_colbert.errors import InputError
+from lfm_colbert.textfile import read_text
 
 HELP = """\
 Search an index built by `lfm-colbert index`. Queries can be in any language the model knows;
@@ -71,10 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     queries = list(args.queries)
     if args.queries_file:
-        try:
-            lines = Path(args.queries_file).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise InputError(f"cannot read {args.queries_file}: {exc.strerror}") from None
+        lines = read_text(args.queries_file).splitlines()
         queries += [q.strip() for q in lines if q.strip() and not q.lstrip().startswith("#")]
     if not queries:
         raise InputError("give at least one query (or --queries FILE)")

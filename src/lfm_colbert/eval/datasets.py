@@ -107,7 +107,7 @@ def doc_text(title: str | None, text: str | None) -> str:
 
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark from a Windows editor is dropped
         for i, row in iter_objects(f, str(path), DatasetError):
             if "_id" not in row:
                 raise DatasetError(f"{path}, line {i}: expected an object with an '_id' field")
@@ -118,7 +118,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 def read_qrels_tsv(path: Path) -> dict[str, dict[str, int]]:
     """Read a BEIR qrels file: tab-separated `query-id corpus-id score`, with or without a header."""
     qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for i, line in enumerate(f, 1):
             parts = line.rstrip("\n").split("\t")
             if not line.strip():

@@ -152,9 +152,12 @@ class Codec:
 
     def decode(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
         """codes (N,), packed (N, M) -> unit-norm vectors (N, D) float32."""
-        # A numpy gather, not faiss's decode: that costs ~5 ms a call however few vectors it gets.
-        resid = self.pq_centroids[np.arange(self.n_sub), np.asarray(packed, dtype=np.intp)]  # (N, M, D / M)
-        v = np.take(self.centroids, codes.astype(np.intp), axis=0) + resid.reshape(len(codes), self.dim)
+        # A numpy gather, not faiss's decode: that costs ~5 ms a call however few vectors it gets. One
+        # np.take from the (M * 256, D / M) table is 3-4x faster than indexing (M, 256, D / M) by two arrays.
+        m = self.n_sub
+        rows = np.asarray(packed, dtype=np.intp) + 256 * np.arange(m)  # (N, M) rows of the flat table
+        v = np.take(self.pq_centroids.reshape(m * 256, -1), rows.ravel(), axis=0).reshape(len(codes), self.dim)
+        v += np.take(self.centroids, codes.astype(np.intp), axis=0)
         v /= np.maximum(np.sqrt(np.einsum("nd,nd->n", v, v))[:, None], 1e-12)
         return v
 
