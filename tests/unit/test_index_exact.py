@@ -51,6 +51,17 @@ def test_filter_restricts_results_and_scores_are_unchanged(tmp_path, corpus):
     assert index.search_vectors(queries[0], k=5, filter={"n": -1}) == []
 
 
+def test_a_list_valued_key_matches_when_any_element_does(tmp_path, corpus):
+    docs, queries = corpus
+    index = Index(tmp_path / "tags", MODEL)
+    tags = [["bird", "cold"], ["bird"], [], "bird", ["fish", 7]]
+    index.add_vectors(docs[:5], ids=[f"d{i}" for i in range(5)], metadata=[{"tags": t} for t in tags])
+    found = lambda f: {h.id for h in index.search_vectors(queries[0], k=5, filter=f)}  # noqa: E731
+    assert found({"tags": "bird"}) == {"d0", "d1", "d3"}
+    assert found({"tags": ["cold", 7]}) == {"d0", "d4"}
+    assert found({"tags": "fish", "missing": "x"}) == set()
+
+
 def test_reference_vectors_rank_and_score_as_stored(tmp_path, shared_data):
     from safetensors.numpy import load_file
 

@@ -15,8 +15,9 @@ Search an index built by `lfm-colbert index`. Queries can be in any language the
 documents in other languages are found too.
 
 --filter KEY=VALUE keeps documents whose metadata KEY equals VALUE (VALUE may be a comma
-separated list meaning any of them; numbers and true/false also match as such). Repeat the
-option to require several keys. Passage metadata includes source, passage, start and end.
+separated list meaning any of them; numbers and true/false also match as such). A KEY whose
+metadata is a list, such as "tags": ["bird", "cold"], matches when any element does. Repeat
+the option to require several keys. Passage metadata includes source, passage, start and end.
 
 examples:
   lfm-colbert search my-index "where do penguins live?"

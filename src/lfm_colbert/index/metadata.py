@@ -208,7 +208,10 @@ class Catalog:
 
 
 def filter_sql(filter: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    """SQL for metadata equality filters: {"lang": "en", "topic": ["ocean", "space"]} (lists mean any of)."""
+    """SQL for metadata equality filters: {"lang": "en", "topic": ["ocean", "space"]} (lists mean any of).
+
+    A document whose metadata value is itself a list matches when any of its elements does.
+    """
     if not isinstance(filter, Mapping) or not filter:
         raise InputError("a filter must be a non-empty mapping of metadata key to value(s)")
     clauses, params = [], []
@@ -221,7 +224,11 @@ def filter_sql(filter: Mapping[str, Any]) -> tuple[str, list[Any]]:
         for v in values:
             if not isinstance(v, (str, int, float, bool)) and v is not None:
                 raise InputError(f"filter {key!r}: values must be strings, numbers or booleans, not {type(v).__name__}")
-        marks = ",".join("?" * len(values))
-        clauses.append(f"json_extract(metadata, '$.\"{key}\"') IN ({marks})")
-        params.extend(values)
+        marks, path = ",".join("?" * len(values)), f"'$.\"{key}\"'"
+        # A list-valued key (tags: ["bird", "cold"]) matches when any element does; scalars take the fast test.
+        clauses.append(
+            f"(json_extract(metadata, {path}) IN ({marks}) OR (json_type(metadata, {path}) = 'array' AND "
+            f"EXISTS (SELECT 1 FROM json_each(metadata, {path}) WHERE value IN ({marks}))))"
+        )
+        params.extend(values + values)
     return " AND ".join(clauses), params
