@@ -97,6 +97,9 @@ def test_bad_queries_and_k(tmp_path, corpus):
         index.search_vectors(np.ones((4, 64), np.float32))
     with pytest.raises(InputError, match="non-empty"):
         index.search("   ")
+    for query, message in ((None, "string or a list of strings"), (["ok", 3], "non-empty string"), ([], "no queries")):
+        with pytest.raises(InputError, match=message):
+            index.search(query)
     with pytest.raises(InputError):
         index.search_vectors(queries[0], filter={"bad key!": 1})
 

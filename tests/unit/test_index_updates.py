@@ -64,6 +64,22 @@ def test_duplicate_and_unknown_ids_are_errors_that_change_nothing(tmp_path, corp
     assert index.delete(["nope"], missing_ok=True) == 0
 
 
+def test_metadata_must_be_json_and_is_stored_as_json(tmp_path, corpus):
+    import datetime
+
+    docs, queries = corpus
+    index = Index(tmp_path / "idx", MODEL)
+    for bad, message in (({"d": datetime.date(2026, 1, 1)}, "type date is not JSON"), ({"x": float("nan")}, "not JSON compliant")):
+        with pytest.raises(InputError, match=f"metadata of 'b': .*{message}"):
+            index.add_vectors(docs[:1], ids=["b"], metadata=[bad])
+    assert len(index) == 0
+    # Before, a NaN reached SQLite and every later filtered search failed as "corrupted index file".
+    index.add_vectors(docs[:2], ids=["n", "t"], metadata=[{"year": np.int64(2020), "w": np.float32(0.5)}, {"tags": ("a", "b")}])
+    assert [h.id for h in index.search_vectors(queries[0], k=5, filter={"year": 2020})] == ["n"]
+    assert index.search_vectors(queries[0], k=5, filter={"tags": "b"})[0].metadata == {"tags": ["a", "b"]}
+    assert index.unchanged(["t"], [None], [{"tags": ("a", "b")}]) == {"t"}  # a tuple is the list it was stored as
+
+
 def test_parent_ids_delete_and_replace_all_passages(tmp_path, corpus):
     docs, _ = corpus
     index = Index(tmp_path / "idx", MODEL)

@@ -34,7 +34,7 @@ import numpy as np
 from lfm_colbert.errors import IndexFormatError, InputError
 from lfm_colbert.index import store
 from lfm_colbert.index.exact import ExactSegment, exact_search
-from lfm_colbert.index.metadata import Catalog
+from lfm_colbert.index.metadata import Catalog, clean_metadata
 from lfm_colbert.index.plaid import Codec, PlaidParams, PlaidSegment, build_ivf, default_centroids, plaid_search
 from lfm_colbert.index.segments import next_segment_id, read_segment, remove_orphans, segment_dir, write_segment
 from lfm_colbert.scoring import stack_queries, token_ranges
@@ -391,7 +391,7 @@ class Index:
         metadata = [None] * n if metadata is None else list(metadata)
         parents = [None] * n if parents is None else list(parents)
         stored = self.catalog.contents(ids, {p for p in parents if p})
-        same = {i for i, t, m, p in zip(ids, texts, metadata, parents) if stored.get(i) == (p, t, dict(m or {}))}
+        same = {i for i, t, m, p in zip(ids, texts, metadata, parents) if stored.get(i) == (p, t, clean_metadata(m, i))}
         given: dict[str, set[str]] = {}
         for i, p in zip(ids, parents):
             if p:
@@ -432,9 +432,7 @@ class Index:
         if len(set(ids)) != n:
             dup = next(i for i in ids if ids.count(i) > 1)
             raise InputError(f"id {dup!r} appears more than once in this call")
-        for m in metadata:
-            if m is not None and not isinstance(m, Mapping):
-                raise InputError(f"metadata must be a dict per document, not {type(m).__name__}")
+        metadata = [clean_metadata(m, i) for m, i in zip(metadata, ids)]
         if n == 0:
             return []
         dim = self.manifest["dim"]
@@ -460,7 +458,7 @@ class Index:
                 if not pending:
                     return
                 rows = [
-                    (ids[start + j], parents[start + j], j, len(v), texts[start + j], dict(metadata[start + j] or {}))
+                    (ids[start + j], parents[start + j], j, len(v), texts[start + j], metadata[start + j])
                     for j, v in enumerate(pending)
                 ]
                 written.append((self._write_segment(seg_id, pending), rows))
@@ -669,7 +667,10 @@ class Index:
     ) -> list[Hit] | list[list[Hit]]:
         """Top-k documents for a query (a list of Hit), or for each of several queries (a list of lists)."""
         single = isinstance(query, str)
-        queries = [query] if single else list(query)
+        try:
+            queries = [query] if single else list(query)
+        except TypeError:  # None, a number: not a list of queries either
+            raise InputError(f"query must be a string or a list of strings, not {type(query).__name__}") from None
         if not queries:
             raise InputError("no queries given")
         for q in queries:

@@ -12,6 +12,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from lfm_colbert.errors import IndexFormatError, InputError
 
 SCHEMA = """
@@ -205,6 +207,28 @@ class Catalog:
         except BaseException:
             c.execute("ROLLBACK")
             raise
+
+
+def clean_metadata(meta: Mapping[str, Any] | None, doc_id: str) -> dict[str, Any]:
+    """`meta` as the catalog will store it: JSON (numpy scalars become numbers, tuples lists).
+
+    Checked before anything is written. NaN and infinity are refused: SQLite's JSON functions
+    reject them, so one such value would break every filtered search of the index.
+    """
+    if meta is None:
+        return {}
+    if not isinstance(meta, Mapping):
+        raise InputError(f"metadata of {doc_id!r} must be a dict, not {type(meta).__name__}")
+    try:
+        return json.loads(json.dumps(dict(meta), allow_nan=False, default=_plain))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"metadata of {doc_id!r}: {exc} (use strings, finite numbers, booleans, lists and dicts)") from None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):  # numpy / pandas scalars
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def filter_sql(filter: Mapping[str, Any]) -> tuple[str, list[Any]]:
