@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["ColBERT", "Index", "maxsim", "__version__"]
+__all__ = ["ColBERT", "Index", "maxsim", "rerank", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from lfm_colbert.encoder import ColBERT
-    from lfm_colbert.index import Index
+    from lfm_colbert.index import Index, rerank
     from lfm_colbert.scoring import maxsim
 
 
@@ -29,6 +29,10 @@ def __getattr__(name: str) -> Any:
         from lfm_colbert.index import Index
 
         return Index
+    if name == "rerank":
+        from lfm_colbert.index import rerank
+
+        return rerank
     if name == "maxsim":
         from lfm_colbert.scoring import maxsim
 

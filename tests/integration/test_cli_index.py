@@ -140,6 +140,9 @@ def test_an_interrupted_index_run_continues_where_it_stopped(built, tmp_path, ti
         (["info", "{missing}"], "no lfm-colbert index"),
         (["index", "{missing}", "--index", "{idx}"], "no such file"),
         (["index", str(CORPUS), "--index", "{idx}", "--commit-every", "0"], "--commit-every must be a positive"),
+        (["index", str(CORPUS), "--index", "{idx}", "--batch-size", "0"], "--batch-size must be a positive"),
+        (["index", str(CORPUS), "--index", "{idx}", "--max-tokens", "0"], "--max-tokens must be a positive"),
+        (["index", str(CORPUS), "--index", "{idx}", "--max-tokens", "100000", "--force"], "more than a document of this model holds"),
         (["index", str(CORPUS), "--index", "{idx}", "--train-tokens", "100"], "train_tokens applies to compressed"),
     ],
 )

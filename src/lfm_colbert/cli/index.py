@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
                    help="new compressed index only: stay exact until the index holds N tokens, then train "
                         "the codec on all of them (default 262144)")
     p.add_argument("--max-tokens", type=int, default=None,
-                   help="passage length in tokens (default: what fits the model's document_length)")
+                   help="passage length in tokens, at most what fits the model's document_length (the default)")
     p.add_argument("--overlap", type=int, default=64, help="tokens shared by consecutive passages (default 64)")
     p.add_argument("--batch-size", type=int, default=32, help="documents per forward pass (default 32)")
     p.add_argument("--force", action="store_true", help="encode every document again, even unchanged ones")
@@ -85,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
     from lfm_colbert.index import Index
     from lfm_colbert.ingest import passage_budget, read_documents, split_passages
 
-    if args.commit_every < 1:
-        raise InputError(f"--commit-every must be a positive number of passages, not {args.commit_every}")
+    for flag, value in (("--commit-every", args.commit_every), ("--batch-size", args.batch_size), ("--max-tokens", args.max_tokens)):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} must be a positive integer, not {value}")
 
     docs = list(read_documents(args.sources))
     if not docs:
@@ -94,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     index = Index(args.index, args.model, compress=args.compress, rescore=args.rescore, train_tokens=args.train_tokens)
     model = index.model
-    budget = args.max_tokens or passage_budget(model)
+    budget = passage_budget(model)
+    if args.max_tokens is not None and args.max_tokens > budget:
+        # Longer passages would be cut at document_length when encoded: their ends silently unsearchable.
+        raise InputError(f"--max-tokens {args.max_tokens} is more than a document of this model holds ({budget} tokens)")
+    budget = args.max_tokens or budget
     passages = list(split_passages(docs, budget, min(args.overlap, budget // 2), tokenizer=model.tokenizer))
     same = set() if args.force else index.unchanged(
         [p.id for p in passages], [p.text for p in passages], [p.metadata for p in passages], [p.parent for p in passages]
