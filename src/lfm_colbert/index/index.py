@@ -58,6 +58,9 @@ REFIT_GROWTH = 4.0
 # SEGMENT_TOKENS / MERGE_FANIN are grouped in size tiers (powers of MERGE_FANIN); a tier holding
 # MERGE_FANIN of them becomes one segment, so each token is rewritten about log8(1M / its size) times.
 MERGE_FANIN = 8
+# A reader never takes the writer lock: when a writer commits during its refresh or search (moving or
+# deleting what it was reading), it looks again, up to this many times.
+READ_TRIES = 5
 _OWN_FILES = {store.MANIFEST, store.CATALOG, store.CATALOG + "-journal", store.LOCK, "segments", "codec"}
 
 
@@ -233,12 +236,26 @@ class Index:
     # -- reading state ---------------------------------------------------------------------------
     def _refresh(self, force: bool = False) -> None:
         """(Re)load segments when the catalog changed since the last look (here or in another process)."""
-        version = self.catalog.data_version()
-        if not force and version == self._version:
+        for attempt in range(READ_TRIES):
+            with self.catalog.snapshot():  # segments and live rows of one committed state
+                version = self.catalog.data_version()
+                if not force and version == self._version:
+                    return
+                records = self.catalog.segments()
+                live = self.catalog.live_rows()
+            try:
+                self._load(records, live)
+            except IndexFormatError:
+                # A writer that committed since may have removed files this state named (merged or
+                # compacted segments): look again. With no commit in between, the files are damaged.
+                if attempt == READ_TRIES - 1 or self.catalog.data_version() == version:
+                    raise
+                continue
+            self._version = version
             return
+
+    def _load(self, records: list[dict[str, Any]], live: dict[int, list[int]]) -> None:
         self.manifest = store.read_manifest(self.path)
-        records = self.catalog.segments()
-        live = self.catalog.live_rows()
         if self.compressed and self.manifest["codec"] and self._codec is None:
             c = self.manifest["codec"]
             self._codec = Codec.load(self.path / "codec", c["nbits"], c["files"] if self.verify else None, c.get("format"))
@@ -254,7 +271,6 @@ class Index:
             segments[rec["id"]] = seg
         self._segments = segments
         self._order = [r["id"] for r in records]
-        self._version = version
 
     def _load_segment(self, rec: dict[str, Any]) -> Any:
         coded = _is_coded(rec)
@@ -696,7 +712,20 @@ class Index:
         return results[0] if single else results
 
     def _search(self, queries: np.ndarray, k: int, filter: Mapping[str, Any] | None) -> list[list[Hit]]:
-        self._refresh()
+        for attempt in range(READ_TRIES):
+            self._refresh()
+            raw = self._rank(queries, k, filter)
+            slots = [(self._order[si], row) for hits in raw for si, row, _ in hits]
+            docs = iter(self.catalog.lookup(slots))
+            found = [[(next(docs), score) for _, _, score in hits] for hits in raw]
+            # A writer's commit since the refresh moved or deleted a hit: rank again on the new state.
+            if all(d is not None for hits in found for d, _ in hits):
+                break
+        # Still moving after READ_TRIES: drop what was deleted meanwhile rather than fail the search.
+        return [[Hit(d[0], float(s), d[1], d[2]) for d, s in hits if d is not None] for hits in found]
+
+    def _rank(self, queries: np.ndarray, k: int, filter: Mapping[str, Any] | None) -> list[list[tuple[int, int, float]]]:
+        """Top-k (position in self._order, row, score) per query, on the state of the last refresh."""
         segs = [self._segments[s] for s in self._order]
         allowed = None
         if filter is not None:
@@ -724,11 +753,7 @@ class Index:
                 hits += [(coded[si], row, score) for si, row, score in found]
         if fp16 and coded:
             raw = [sorted(hits, key=lambda h: (-h[2], h[0], h[1]))[:k] for hits in raw]
-        out = []
-        for hits in raw:
-            docs = self.catalog.lookup([(self._order[si], row) for si, row, _ in hits])
-            out.append([Hit(d[0], float(s), d[1], d[2]) for d, (_, _, s) in zip(docs, hits)])
-        return out
+        return raw
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -69,6 +70,15 @@ class Catalog:
             raise IndexFormatError(f"corrupted index file {self.path}: {rows[:3]}")
 
     # -- reads -------------------------------------------------------------------------------
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see one committed state: another writer's commit lands before or after them."""
+        self._query("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
     def segments(self) -> list[dict[str, Any]]:
         rows = self._query("SELECT id, n_docs, n_tokens, files FROM segments ORDER BY id")
         return [dict(id=r[0], n_docs=r[1], n_tokens=r[2], files=json.loads(r[3])) for r in rows]
@@ -116,13 +126,16 @@ class Catalog:
                 unknown.append(i)
         return sorted(set(targets)), unknown
 
-    def lookup(self, slots: Sequence[tuple[int, int]]) -> list[tuple[str, str | None, dict]]:
-        out = []
+    def lookup(self, slots: Sequence[tuple[int, int]]) -> list[tuple[str, str | None, dict] | None]:
+        """(id, text, metadata) of the document at each (segment, row); None where none is now.
+
+        Segment ids are never reused, so a slot names one document or, once it was deleted,
+        replaced or merged elsewhere, none: never another one.
+        """
+        out: list[tuple[str, str | None, dict] | None] = []
         for seg, row in slots:
             r = self._query("SELECT id, text, metadata FROM docs WHERE segment = ? AND row = ?", (seg, row))
-            if not r:
-                raise IndexFormatError(f"{self.path} has no document at segment {seg} row {row}")
-            out.append((r[0][0], r[0][1], json.loads(r[0][2])))
+            out.append((r[0][0], r[0][1], json.loads(r[0][2])) if r else None)
         return out
 
     def get(self, ids: Sequence[str]) -> dict[str, tuple[int, int]]:
