@@ -48,8 +48,20 @@ def read_documents(sources: Sequence[str | Path]) -> Iterator[Document]:
 
     Text is UTF-8 (a byte-order mark is allowed) or UTF-16 with a byte-order mark. A file named
     in `sources` that is not is an error; one found in a folder is skipped with a warning (folders
-    collect stray files). A malformed .jsonl line is an error either way: it is meant as data.
+    collect stray files). A malformed .jsonl line is an error either way: it is meant as data. So is
+    an id given twice: the error names both places, where the index would only see the second.
     """
+    seen: dict[str, str] = {}
+    for doc in _documents(sources):
+        line = doc.metadata.get("line")
+        where = f"{doc.metadata['source']}, line {line}" if line else doc.metadata["source"]
+        if doc.id in seen:
+            raise InputError(f"id {doc.id!r} is given twice: {seen[doc.id]} and {where}")
+        seen[doc.id] = where
+        yield doc
+
+
+def _documents(sources: Sequence[str | Path]) -> Iterator[Document]:
     if isinstance(sources, (str, Path)):
         sources = [sources]
     if not sources:

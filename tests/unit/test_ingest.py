@@ -49,6 +49,14 @@ def test_missing_unsupported_and_non_utf8_sources(tmp_path):
         list(read_documents([tmp_path / "l.txt"]))
 
 
+def test_an_id_given_twice_names_both_places(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"id": "x", "text": "one"}\n{"id": "y", "text": "two"}\n', encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text('\n{"id": "x", "text": "three"}\n', encoding="utf-8")
+    a, b = (tmp_path / "a.jsonl").as_posix(), (tmp_path / "b.jsonl").as_posix()
+    with pytest.raises(InputError, match=f"id 'x' is given twice: {a}, line 1 and {b}, line 2"):
+        list(read_documents([tmp_path / "a.jsonl", tmp_path / "b.jsonl"]))
+
+
 def test_byte_order_marks_are_read_as_text(tmp_path):
     # What Windows editors save: UTF-8 with a BOM (json.loads rejects it on line 1) and UTF-16 "Unicode".
     (tmp_path / "d.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps({"id": "k", "text": "première"}).encode() + b"\r\n")
