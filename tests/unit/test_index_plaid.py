@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lfm_colbert.index import Index
-from lfm_colbert.index.plaid import Codec, build_ivf
+from lfm_colbert.index.plaid import IVF_ASSIGN, Codec, build_ivf
 from lfm_colbert.index.synthetic_vectors import clustered_documents, queries_for
 
 MODEL = {"model_id": "vectors-only", "variant": "none", "dim": 128, "fingerprint": "test"}
@@ -30,6 +30,22 @@ def test_codec_round_trip_and_size():
         centroid_only = float(np.mean(np.sum((codec.centroids[codes.astype(int)] - x) ** 2, axis=1)))
         assert errors[nbits] < centroid_only / 3  # residuals carry real information
     assert errors[4] < errors[2] / 2
+
+
+def test_many_centroids_are_searched_through_an_inverted_file_that_rarely_misses():
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((1024, 128)).astype(np.float32)
+    centroids = centres[rng.integers(0, 1024, IVF_ASSIGN)] + 0.5 * rng.standard_normal((IVF_ASSIGN, 128)).astype(np.float32) / 11.3
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    x = centroids[rng.integers(0, IVF_ASSIGN, 20_000)] + 0.4 * rng.standard_normal((20_000, 128)).astype(np.float32) / 11.3
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    codec = Codec(centroids, np.zeros((32, 256, 4), np.float32), 2)
+    got, best = codec.assign(x), np.argmax(x @ centroids.T, axis=1)
+    assert type(codec._assigner()).__name__ == "IndexIVFFlat"
+    sim = lambda c: np.einsum("nd,nd->n", x, centroids[c])  # noqa: E731
+    assert np.mean(got == best) > 0.97 and np.mean(sim(best) - sim(got)) < 2e-3  # a miss is a near runner-up
+    small = Codec(centroids[: IVF_ASSIGN - 1], np.zeros((32, 256, 4), np.float32), 2)
+    assert np.array_equal(small.assign(x[:500]), np.argmax(x[:500] @ centroids[: IVF_ASSIGN - 1].T, axis=1))
 
 
 def test_inverted_lists_point_at_the_documents_holding_each_centroid():

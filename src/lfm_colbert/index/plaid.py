@@ -32,6 +32,10 @@ from lfm_colbert.index.store import load_npy, save_npy
 from lfm_colbert.scoring import _torch, token_ranges
 
 
+# From this many centroids on, tokens are assigned through an inverted file over the centroids.
+IVF_ASSIGN = 8192
+
+
 def default_centroids(n_tokens: int) -> int:
     """The power of two at or below 8 * sqrt(tokens): 8k centroids for 1M tokens, 16k for 10M.
 
@@ -128,15 +132,38 @@ class Codec:
             self._pq_cache = pq
         return self._pq_cache
 
+    def _assigner(self):
+        """A faiss index over the centroids: flat (exact) up to IVF_ASSIGN of them, else an inverted
+        file over the centroids themselves, probing 1/16 of its lists.
+
+        Encoding every token against every centroid grows as N * sqrt(N): at 100k documents (10M
+        tokens, 16k centroids) it took 346 s of a 592 s build, 83 s of 345 s this way. 1.4% of
+        clustered vectors got a runner-up centroid, on average 0.0014 less similar; recall@10 moved
+        from 0.918 to 0.918 (2-bit) and 0.970 to 0.968 (4-bit), queries/s within noise.
+        """
+        if getattr(self, "_assign_cache", None) is None:
+            faiss = _faiss()
+            index = faiss.IndexFlatIP(self.dim)
+            if len(self.centroids) >= IVF_ASSIGN:
+                nlist = len(self.centroids) // 64
+                index = faiss.IndexIVFFlat(index, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)  # keeps its quantizer alive
+                index.train(self.centroids)
+                index.nprobe = nlist // 16
+            index.add(self.centroids)
+            self._assign_cache = index
+        return self._assign_cache
+
     def assign(self, vectors: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
-        """Nearest centroid by inner product for each row of (N, D)."""
-        faiss = _faiss()
-        index = faiss.IndexFlatIP(self.dim)
-        index.add(self.centroids)
+        """Nearest centroid by inner product for each row of (N, D) (see _assigner)."""
+        index = self._assigner()
         out = np.empty(len(vectors), dtype=np.int64)
         for s in range(0, len(vectors), chunk):
-            _, idx = index.search(np.ascontiguousarray(vectors[s : s + chunk], dtype=np.float32), 1)
-            out[s : s + chunk] = idx[:, 0]
+            x = np.ascontiguousarray(vectors[s : s + chunk], dtype=np.float32)
+            idx = index.search(x, 1)[1][:, 0]
+            lost = np.flatnonzero(idx < 0)  # every probed list empty: vanishingly rare, but never code a -1
+            if len(lost):
+                idx[lost] = np.argmax(x[lost] @ self.centroids.T, axis=1)
+            out[s : s + len(x)] = idx
         return out
 
     def encode(self, vectors: np.ndarray, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
