@@ -15,15 +15,15 @@ from lfm_colbert.errors import InputError
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
-def read_text(path: str | Path, error: type[Exception] = InputError) -> str:
-    """The text of `path`; `error` (naming the file) if it cannot be read or is not text in those encodings."""
+def read_text(path: str | Path) -> str:
+    """The text of `path`; an InputError naming the file if it cannot be read or is not text in those encodings."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
-        raise error(f"{path}: cannot read ({exc.strerror})") from None
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
     encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), "utf-8")
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as exc:
         name = "UTF-16" if encoding == "utf-16" else "UTF-8"
-        raise error(f"{path}: not {name} text ({exc.reason} at byte {exc.start})") from None
+        raise InputError(f"{path}: not {name} text ({exc.reason} at byte {exc.start})") from None
