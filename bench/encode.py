@@ -7,6 +7,7 @@ both alike; ratios are the numbers to read.
 
     python bench/encode.py                     # default: 32 x 256-token docs, 48 SciFact abstracts
     python bench/encode.py --docs 64 --scifact 128 --repeats 3 --json out.json
+    python bench/encode.py --device cuda --docs 256 --scifact 512 --batch-size 64   # on a GPU
 """
 
 from __future__ import annotations
@@ -38,10 +39,22 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def memory_in_use(device: str) -> int:
+    """Bytes held: the process's resident memory on the CPU, the caching allocator's on CUDA."""
+    return torch.cuda.memory_allocated() if device.startswith("cuda") else rss_bytes()
+
+
 class PeakRSS:
     """Samples resident memory in a thread; `peak` is the max seen inside the `with` block."""
 
+    def __init__(self, device: str = "cpu"):
+        self.cuda = device.startswith("cuda")
+
     def __enter__(self):
+        if self.cuda:  # the allocator keeps its own high-water mark
+            torch.cuda.reset_peak_memory_stats()
+            self.peak, self._stop = torch.cuda.memory_allocated(), True
+            return self
         self.peak, self._stop = rss_bytes(), False
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
@@ -53,19 +66,25 @@ class PeakRSS:
             time.sleep(0.005)
 
     def __exit__(self, *exc):
+        if self.cuda:
+            self.peak = torch.cuda.max_memory_allocated()
+            return
         self._stop = True
         self._t.join()
 
 
-def gemm_rate(dtype: torch.dtype, m: int = 2048, k: int = 1024, n: int = 4608) -> float:
+def gemm_rate(dtype: torch.dtype, device: str = "cpu", m: int = 2048, k: int = 1024, n: int = 4608) -> float:
     """Best-of FLOP/s of one (m, k) @ (k, n) matmul, the shape of the model's FFN."""
-    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    a, b = torch.randn(m, k, dtype=dtype, device=device), torch.randn(k, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for _ in range(2):
         a @ b
     best = float("inf")
     for _ in range(5):
+        sync()
         t = time.perf_counter()
         a @ b
+        sync()
         best = min(best, time.perf_counter() - t)
     return 2 * m * k * n / best
 
@@ -126,10 +145,10 @@ def timed(engines: dict, work, repeats: int, gemm: dict) -> dict[str, dict]:
     for name, fn in engines.items():  # warm-up: kernels, allocator
         fn(*work[0])
     for _ in range(repeats):
-        gemm["flops"] = max(gemm["flops"], gemm_rate(gemm["dtype"]))
+        gemm["flops"] = max(gemm["flops"], gemm_rate(gemm["dtype"], gemm["device"]))
         for name, fn in engines.items():
-            base = rss_bytes()
-            with PeakRSS() as mem:
+            base = memory_in_use(gemm["device"])
+            with PeakRSS(gemm["device"]) as mem:
                 t = time.perf_counter()
                 for ids, mask in work:
                     fn(ids, mask)
@@ -146,7 +165,7 @@ def latency(engines: dict, work, repeats: int, gemm: dict) -> dict[str, dict]:
     for name, fn in engines.items():  # warm-up
         fn(*work[0])
     for _ in range(repeats):
-        gemm["flops"] = max(gemm["flops"], gemm_rate(gemm["dtype"]))
+        gemm["flops"] = max(gemm["flops"], gemm_rate(gemm["dtype"], gemm["device"]))
         for ids, mask in work:
             for name, fn in engines.items():
                 t = time.perf_counter()
@@ -200,6 +219,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=20, help="single-query latency repeats")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--dtypes", default="bfloat16,float32")
+    ap.add_argument("--device", default="cpu", help="torch device for both engines, e.g. cuda")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
@@ -209,24 +229,26 @@ def main() -> None:
         print(f"writing a full-size synthetic checkpoint to {args.checkpoint} ...", flush=True)
         write_checkpoint(args.checkpoint, size="full", dtype="bfloat16", tokenizer_file=tok if tok.is_file() else None)
 
-    results: dict = {"threads": torch.get_num_threads(), "gemm_flops": {}, "runs": [], "load": [os.getloadavg()[0]]}
+    device = args.device
+    results: dict = {"device": torch.cuda.get_device_name() if device.startswith("cuda") else "CPU",
+                     "threads": torch.get_num_threads(), "gemm_flops": {}, "runs": [], "load": [os.getloadavg()[0]]}
     # Two bf16 engines cannot agree better than bf16 allows; the fp32 reference shows whether each is
     # as close to the exact result as the other (checked on a few rows of each workload).
-    fp32_ref = HFReference(args.checkpoint, dtype=torch.float32, attn="sdpa") if args.dtypes != "float32" else None
+    fp32_ref = HFReference(args.checkpoint, dtype=torch.float32, attn="sdpa", device=device) if args.dtypes != "float32" else None
     for dtype_name in args.dtypes.split(","):
         dtype = getattr(torch, dtype_name)
         # Resident memory after a first forward: safetensors maps files lazily, so count touched pages.
-        base = rss_bytes()
-        ours = ColBERT(args.checkpoint, backend="torch", dtype=dtype_name, device="cpu")
+        base = memory_in_use(device)
+        ours = ColBERT(args.checkpoint, backend="torch", dtype=dtype_name, device=device)
         query = batches(ours, ["how do penguins keep warm in antarctic winters"], 1, is_query=True)
         ours.backend.forward(*query[0])
-        ours_mem = rss_bytes() - base
-        base = rss_bytes()
-        ref = HFReference(args.checkpoint, dtype=dtype, attn="sdpa")
+        ours_mem = memory_in_use(device) - base
+        base = memory_in_use(device)
+        ref = HFReference(args.checkpoint, dtype=dtype, attn="sdpa", device=device)
         ref(*query[0])
-        ref_mem = rss_bytes() - base
+        ref_mem = memory_in_use(device) - base
         engines = {"lfm-colbert": ours.backend.forward, "transformers": lambda i, m: ref(i, m).numpy()}
-        gemm = {"dtype": dtype, "flops": gemm_rate(dtype)}
+        gemm = {"dtype": dtype, "device": device, "flops": gemm_rate(dtype, device)}
 
         docs256 = fixed_length_docs(ours, args.docs, 256)
         mixed = batches(ours, scifact_texts(args.scifact), args.batch_size)
@@ -258,7 +280,7 @@ def main() -> None:
             print(f"[{dtype_name}] {label}: ours {row['lfm-colbert']['tok_s']:.0f} tok/s, "
                   f"transformers {row['transformers']['tok_s']:.0f} tok/s", flush=True)
         results["gemm_flops"][dtype_name] = gemm["flops"]
-        if dtype_name == "bfloat16":
+        if dtype_name == "bfloat16" and device == "cpu":  # the profile groups are CPU op names
             results["profile_bf16_256"] = where_time_goes(ours.backend.forward, *docs256[0])
             results["profile_bf16_query"] = where_time_goes(ours.backend.forward, *query[0])
         del ours, ref
@@ -270,12 +292,12 @@ def main() -> None:
 
 
 def print_report(r: dict) -> None:
-    print(f"\nEncoder benchmark: full-size synthetic LFM2.5 (random weights), CPU, {r['threads']} threads, "
+    print(f"\nEncoder benchmark: full-size synthetic LFM2.5 (random weights), {r['device']}, {r['threads']} CPU threads, "
           f"load average {r['load'][0]:.1f} at start, {r['load'][1]:.1f} at end")
     for dt, f in r["gemm_flops"].items():
         print(f"  GEMM rate {dt}: {f / 1e9:.0f} GFLOP/s (2048x1024 @ 1024x4608)")
     print("\n| dtype | workload | lfm-colbert | transformers | ratio | % of GEMM roofline (ours / ref) "
-          "| cos ours vs ref (min / mean) | min cos vs fp32 (ours / ref) | RSS growth MiB, after warm-up (ours / ref) |")
+          "| cos ours vs ref (min / mean) | min cos vs fp32 (ours / ref) | memory growth MiB, after warm-up (ours / ref) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in r["runs"]:
         o, t = row["lfm-colbert"], row["transformers"]
@@ -290,7 +312,7 @@ def print_report(r: dict) -> None:
         exact = f"{exact['lfm-colbert']:.5f} / {exact['transformers']:.5f}" if exact else "-"
         print(f"| {row['dtype']} | {row['workload']} | {speed} | {roof} | {cos} | {exact} | {mem} |")
     w = r["runs"][0]["weights_rss"]
-    print(f"\nweights resident (first dtype): ours {w['lfm-colbert'] / 2**20:.0f} MiB, transformers {w['transformers'] / 2**20:.0f} MiB")
+    print(f"\nweights resident (first dtype; GPU memory on CUDA): ours {w['lfm-colbert'] / 2**20:.0f} MiB, transformers {w['transformers'] / 2**20:.0f} MiB")
     for key, label in [("profile_bf16_256", "bf16, 256-token docs"), ("profile_bf16_query", "bf16, one query")]:
         if key in r:
             print(f"where the time goes ({label}): " + ", ".join(f"{g} {100 * s:.0f}%" for g, s in r[key]))

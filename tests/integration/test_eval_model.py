@@ -4,6 +4,7 @@ meaningless, the pipeline is real), on SciFact and on the cross-lingual sets."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,6 @@ def test_run_scores_are_maxsim(tiny_model):
 
 
 def test_precisions_retention_table(tiny_checkpoint, tmp_path):
-    pytest.importorskip("lfm_colbert.convert", reason="lfm_colbert.convert (the quantizer) is not in this build yet")
     from lfm_colbert.cli import main
 
     scifact = _need(DATA / "scifact")
@@ -124,3 +124,19 @@ def test_compressed_index_option_agrees_with_brute_force(tiny_model):
     index = ColBERTSystem(tiny_model, "t", "t", search="index", show_progress=False).run(ds, depth=10)
     overlap = np.mean([len(set(brute[q]) & set(index[q])) / 10 for q in queries])
     assert overlap >= 0.6, overlap
+
+
+def test_a_missing_optional_package_names_the_extra(tmp_path, monkeypatch, capsys):
+    """Without the `eval` extra, `eval --model bm25` says what to install instead of a traceback."""
+    data = tmp_path / "tiny-beir"
+    (data / "qrels").mkdir(parents=True)
+    (data / "corpus.jsonl").write_text('{"_id": "d1", "text": "penguins live in the south"}\n', encoding="utf-8")
+    (data / "queries.jsonl").write_text('{"_id": "q1", "text": "where do penguins live"}\n', encoding="utf-8")
+    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n", encoding="utf-8")
+    monkeypatch.setitem(sys.modules, "bm25s", None)  # import fails
+    from lfm_colbert.cli import main
+
+    assert main(["eval", "--model", "bm25", "--dataset", str(data), "--no-progress",
+                 "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "pip install 'lfm-colbert[eval]'" in err and "Traceback" not in err

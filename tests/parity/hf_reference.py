@@ -25,7 +25,7 @@ def _centred_conv1d_fn(x, weight, bias=None, activation=None, **kwargs):
 
 
 class HFReference:
-    def __init__(self, ckpt_dir: Path, dtype: torch.dtype = torch.float32, attn: str = "eager"):
+    def __init__(self, ckpt_dir: Path, dtype: torch.dtype = torch.float32, attn: str = "eager", device: str = "cpu"):
         from transformers import Lfm2Config, Lfm2Model
 
         cfg = json.loads((Path(ckpt_dir) / "config.json").read_text())
@@ -38,9 +38,9 @@ class HFReference:
         dense_w = load_file(Path(ckpt_dir) / "1_Dense" / "model.safetensors")["linear.weight"]
         self.dense = torch.nn.Linear(dense_w.shape[1], dense_w.shape[0], bias=False)
         self.dense.weight.data.copy_(dense_w)
-        self.model.to(dtype)
-        self.dense.to(dtype)
-        self.dtype = dtype
+        self.model.to(device=device, dtype=dtype)
+        self.dense.to(device=device, dtype=dtype)
+        self.dtype, self.device = dtype, torch.device(device)
 
     @contextlib.contextmanager
     def _patched(self):
@@ -61,15 +61,15 @@ class HFReference:
         B, S = attention_mask.shape
         allowed = attention_mask.bool()[:, None, None, :].expand(B, 1, S, S)
         if not self.bidirectional:
-            allowed = allowed & torch.ones(S, S, dtype=torch.bool).tril()
+            allowed = allowed & torch.ones(S, S, dtype=torch.bool, device=allowed.device).tril()
         neg = torch.finfo(self.dtype).min
-        return torch.zeros(B, 1, S, S, dtype=self.dtype).masked_fill(~allowed, neg)
+        return torch.zeros(B, 1, S, S, dtype=self.dtype, device=allowed.device).masked_fill(~allowed, neg)
 
     @torch.inference_mode()
     def __call__(self, input_ids, attention_mask) -> torch.Tensor:
-        """(B, S) -> (B, S, 128) fp32 L2-normalised, every position (pads included)."""
-        ids = torch.as_tensor(input_ids)
-        am = torch.as_tensor(attention_mask)
+        """(B, S) -> (B, S, 128) fp32 L2-normalised on the CPU, every position (pads included)."""
+        ids = torch.as_tensor(input_ids).to(self.device)
+        am = torch.as_tensor(attention_mask).to(self.device)
         with self._patched():
             h = self.model(input_ids=ids, attention_mask={"full_attention": self.mask(am), "conv": None}).last_hidden_state
-        return F.normalize(self.dense(h).float(), dim=-1)
+        return F.normalize(self.dense(h).float(), dim=-1).cpu()

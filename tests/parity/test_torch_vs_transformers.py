@@ -24,7 +24,7 @@ QUERIES = ["how do penguins survive the cold", "日本の首都はどこです�
 @pytest.fixture(scope="module", params=["lfm2.5", "lfm2"])
 def pair(request, tiny_checkpoint, tiny_causal_checkpoint):
     path = tiny_checkpoint if request.param == "lfm2.5" else tiny_causal_checkpoint
-    return ColBERT(path, backend="torch", dtype="float32"), HFReference(path)
+    return ColBERT(path, backend="torch", dtype="float32", device="cpu"), HFReference(path)
 
 
 def min_cos(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None) -> float:
@@ -87,7 +87,7 @@ def test_encode_matches_reference_per_text(pair):
 
 
 def test_bf16_close_to_fp32(tiny_checkpoint):
-    fp32 = ColBERT(tiny_checkpoint, backend="torch", dtype="float32")
-    bf16 = ColBERT(tiny_checkpoint, backend="torch", dtype="bfloat16")
+    fp32 = ColBERT(tiny_checkpoint, backend="torch", dtype="float32", device="cpu")
+    bf16 = ColBERT(tiny_checkpoint, backend="torch", dtype="bfloat16", device="cpu")
     for a, b in zip(fp32.encode(DOCS), bf16.encode(DOCS)):
         assert min_cos(a, b) > 0.98

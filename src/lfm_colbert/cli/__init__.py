@@ -13,6 +13,9 @@ from lfm_colbert.errors import LfmColbertError
 
 # Sub-command modules, in the order `--help` lists them.
 _COMMANDS = ["index", "search", "info", "delete", "convert", "verify", "eval"]
+# Optional dependencies (top-level module -> the extra that installs it), for a one-line error.
+_EXTRAS = {"torch": "torch", "mlx": "mlx", "faiss": "index", "bm25s": "eval", "Stemmer": "eval",
+           "pytrec_eval": "eval", "ranx": "eval", "matplotlib": "eval", "datasets": "hub-data"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except LfmColbertError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"error: this needs the optional package {exc.name!r}: pip install 'lfm-colbert[{extra}]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
