@@ -38,8 +38,14 @@ class HFReference:
         dense_w = load_file(Path(ckpt_dir) / "1_Dense" / "model.safetensors")["linear.weight"]
         self.dense = torch.nn.Linear(dense_w.shape[1], dense_w.shape[0], bias=False)
         self.dense.weight.data.copy_(dense_w)
+        # As from_pretrained(dtype=...) leaves them, which is how PyLate loads a bf16 model, the rotary
+        # frequencies stay fp32: `.to(dtype)` alone would round them too (errors up to 1e-3).
+        rotary = [m for m in self.model.modules() if "RotaryEmbedding" in type(m).__name__]
+        inv_freqs = [m.inv_freq.clone() for m in rotary]
         self.model.to(device=device, dtype=dtype)
         self.dense.to(device=device, dtype=dtype)
+        for module, inv_freq in zip(rotary, inv_freqs):
+            module.inv_freq = inv_freq.to(device)
         self.dtype, self.device = dtype, torch.device(device)
 
     @contextlib.contextmanager

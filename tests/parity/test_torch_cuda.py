@@ -68,6 +68,19 @@ def test_cuda_half_precision_close_to_fp32(checkpoint, reference, dtype):
     assert worst >= HALF_MIN_COS[dtype]
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_cuda_half_precision_matches_reference_in_same_dtype(checkpoint, dtype):
+    """Against transformers loaded in the same dtype on the GPU (as PyLate runs there)."""
+    model = ColBERT(checkpoint, backend="torch", dtype=dtype, device="cuda")
+    ref = HFReference(checkpoint, dtype=getattr(torch, dtype), attn="sdpa", device="cuda")
+    tok = model.tokenize(DOCS, is_query=False)
+    ours = model.backend.forward(tok["input_ids"], tok["attention_mask"])
+    theirs = ref(tok["input_ids"], tok["attention_mask"]).numpy()
+    worst = cosines(ours, theirs)[tok["attention_mask"].astype(bool)].min()
+    print(f"{dtype} on CUDA vs transformers {dtype} on CUDA: min cos {worst:.6f}")
+    assert worst >= 0.9999
+
+
 def test_encode_on_cuda_equals_cpu(checkpoint):
     """The whole encode path (length-sorted batches, skiplist, query expansion) gives the CPU's vectors."""
     gpu = ColBERT(checkpoint, backend="torch", dtype="float32", device="cuda")

@@ -86,6 +86,18 @@ def test_encode_matches_reference_per_text(pair):
             assert min_cos(vectors, expected) > 0.5  # LFM2.5: batch padding leaks in (checked below)
 
 
+@pytest.mark.parametrize("is_query", [False, True])
+def test_bf16_matches_reference_in_bf16(tiny_checkpoint, tiny_causal_checkpoint, is_query):
+    """Against transformers loaded in bf16 as PyLate loads it, the same outputs, not just as close to fp32."""
+    for path in (tiny_checkpoint, tiny_causal_checkpoint):
+        model = ColBERT(path, backend="torch", dtype="bfloat16", device="cpu")
+        ref = HFReference(path, dtype=torch.bfloat16, attn="sdpa")
+        tok = model.tokenize(QUERIES if is_query else DOCS, is_query=is_query)
+        ours = model.backend.forward(tok["input_ids"], tok["attention_mask"])
+        theirs = ref(tok["input_ids"], tok["attention_mask"]).numpy()
+        assert min_cos(ours, theirs, tok["attention_mask"].astype(bool)) >= 0.9999
+
+
 def test_bf16_close_to_fp32(tiny_checkpoint):
     fp32 = ColBERT(tiny_checkpoint, backend="torch", dtype="float32", device="cpu")
     bf16 = ColBERT(tiny_checkpoint, backend="torch", dtype="bfloat16", device="cpu")
