@@ -144,6 +144,8 @@ def test_an_interrupted_index_run_continues_where_it_stopped(built, tmp_path, ti
         (["index", str(CORPUS), "--index", "{idx}", "--max-tokens", "0"], "--max-tokens must be a positive"),
         (["index", str(CORPUS), "--index", "{idx}", "--max-tokens", "100000", "--force"], "more than a document of this model holds"),
         (["index", str(CORPUS), "--index", "{idx}", "--train-tokens", "100"], "train_tokens applies to compressed"),
+        (["search", "{idx}", "penguins", "--device", "gpu0"], "unknown device 'gpu0'"),
+        (["index", str(CORPUS), "--index", "{idx}", "--device", "tpu"], "unknown device 'tpu'"),
     ],
 )
 def test_bad_input_is_one_line_error_and_exit_2(built, tmp_path, argv, message, capsys):

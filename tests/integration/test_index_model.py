@@ -50,6 +50,16 @@ def test_reopen_without_a_model_loads_the_recorded_one(built, tmp_path):
     np.testing.assert_allclose([h.score for h in hits], [h.score for h in before], rtol=1e-5)
 
 
+def test_reopen_on_a_chosen_device(built, tmp_path, tiny_model):
+    built.close()
+    again = Index(tmp_path / "idx", device="cpu", backend="torch")
+    assert again.model.backend.device.type == "cpu" and again.model.backend.dtype_name == "float32"  # as recorded
+    with pytest.raises(InputError, match="loaded already"):
+        Index(tmp_path / "idx", tiny_model, device="cpu")
+    with pytest.raises(InputError, match="unknown device"):
+        Index(tmp_path / "idx", device="gpu0").search("volcano")
+
+
 def test_another_model_is_refused(built, tmp_path, tiny_causal_checkpoint):
     from lfm_colbert import ColBERT
 

@@ -41,6 +41,15 @@ def test_bad_backend_and_dtype(tiny_checkpoint):
         ColBERT(tiny_checkpoint, backend="torch", dtype="int8")
 
 
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("bogus", "unknown device"), ("xpu", "not supported"), ("mps", "Metal"), ("cuda:64", "CUDA device")],
+)
+def test_bad_or_absent_device(tiny_checkpoint, device, message):
+    with pytest.raises(InputError, match=message):
+        ColBERT(tiny_checkpoint, backend="torch", device=device)
+
+
 def test_single_string_is_one_text(tiny_model):
     out = tiny_model.encode("penguins", is_query=True)
     assert len(out) == 1 and out[0].shape == (32, 128)

@@ -7,6 +7,7 @@ import argparse
 import sys
 from functools import partial
 
+from lfm_colbert.cli.options import add_placement
 from lfm_colbert.errors import InputError
 
 EPILOG = """\
@@ -75,8 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--query-expansion", action=argparse.BooleanOptionalAction, default=None,
                    help="pad queries to the full query length with expansion tokens that also score (default: the checkpoint's setting)")
     p.add_argument("--batch-size", type=int, default=32, help="encoding batch size (default 32)")
-    p.add_argument("--backend", default="auto", help="auto, torch or mlx (default auto)")
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
+    add_placement(p)
     p.add_argument("--cache-dir", default=None,
                    help="where downloads and conversions are cached (default ~/.cache/lfm-colbert)")
     p.add_argument("--crosslingual", metavar="SET",

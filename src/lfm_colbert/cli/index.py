@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any, Iterator
 
+from lfm_colbert.cli.options import add_placement
 from lfm_colbert.errors import InputError
 
 HELP = """\
@@ -36,6 +37,7 @@ examples:
   lfm-colbert index notes/ faq.jsonl --index my-index --model ./LFM2.5-ColBERT-350M
   lfm-colbert index big.jsonl --index big-index --compress 2
   lfm-colbert index big.jsonl --index big-index --compress 2 --rescore
+  lfm-colbert index big.jsonl --index big-index --device cpu       # keep the GPU free
 """
 
 
@@ -60,6 +62,7 @@ def register(subparsers: Any) -> None:
                    help="passage length in tokens, at most what fits the model's document_length (the default)")
     p.add_argument("--overlap", type=int, default=64, help="tokens shared by consecutive passages (default 64)")
     p.add_argument("--batch-size", type=int, default=32, help="documents per forward pass (default 32)")
+    add_placement(p)
     p.add_argument("--force", action="store_true", help="encode every document again, even unchanged ones")
     p.add_argument("--commit-every", type=int, default=512, metavar="N",
                    help="save the work every N passages (whole documents; default 512)")
@@ -93,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     if not docs:
         print(f"nothing to index in {' '.join(args.sources)}", file=sys.stderr)
         return 1
-    index = Index(args.index, args.model, compress=args.compress, rescore=args.rescore, train_tokens=args.train_tokens)
+    index = Index(args.index, args.model, compress=args.compress, rescore=args.rescore, train_tokens=args.train_tokens,
+                  backend=args.backend, device=args.device)
     model = index.model
     budget = passage_budget(model)
     if args.max_tokens is not None and args.max_tokens > budget:

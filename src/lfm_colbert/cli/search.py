@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from lfm_colbert.cli.options import add_placement
 from lfm_colbert.errors import InputError
 from lfm_colbert.textfile import read_text
 
@@ -37,6 +38,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--filter", "-f", action="append", default=[], metavar="KEY=VALUE", help="metadata filter (repeatable)")
     p.add_argument("--json", action="store_true", help="JSON Lines output: {query, hits: [{rank, id, score, text, metadata}]}")
     p.add_argument("--model", "-m", default=None, help="hub id or local checkpoint (default: the index's model)")
+    add_placement(p)
     p.set_defaults(func=run)
 
 
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.k <= 0:
         raise InputError(f"-k must be a positive integer, not {args.k}")
     filters = parse_filters(args.filter)
-    index = Index(args.index, args.model, create=False)
+    index = Index(args.index, args.model, create=False, backend=args.backend, device=args.device)
     results = index.search(queries, k=args.k, filter=filters)
     for q, hits in zip(queries, results):
         if args.json:

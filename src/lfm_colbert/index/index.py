@@ -22,6 +22,7 @@ import contextlib
 import datetime as _dt
 import json
 import math
+import os
 import shutil
 import uuid
 import warnings
@@ -87,10 +88,10 @@ def _describe(model: Any) -> dict[str, Any]:
     return desc
 
 
-def _load_model(spec: str | None, dtype: str | None = None) -> Any:
+def _load_model(spec: str | None, dtype: str | None = None, backend: str = "auto", device: str | None = None) -> Any:
     from lfm_colbert.encoder import ColBERT
 
-    return ColBERT(model=spec, dtype=dtype)
+    return ColBERT(model=spec, dtype=dtype, backend=backend, device=device)
 
 
 class Index:
@@ -110,6 +111,8 @@ class Index:
               compresses them; fixed at creation. 1 trains on the first add, however small. Adds
               inside `with index.bulk():` count as one.
     verify:   check each file's sha256 against the one recorded when it was written, when loaded.
+    backend, device: where the index runs a model it loads itself (see `ColBERT`); the default
+              picks MLX on Apple Silicon, else PyTorch on CUDA when present, else the CPU.
     """
 
     def __init__(
@@ -123,11 +126,16 @@ class Index:
         train_tokens: int | None = None,
         create: bool = True,
         verify: bool = True,
+        backend: str = "auto",
+        device: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.verify = verify
         self._model_obj: Any = None
         self._model_spec: str | None = None
+        if (backend != "auto" or device is not None) and model is not None and not isinstance(model, (str, os.PathLike)):
+            raise InputError("backend and device apply to a model the index loads; this one is loaded already")
+        self._placement = {"backend": backend, "device": device}
         if compress not in (None, 2, 4):
             raise InputError(f"compress must be 2 or 4 (bits per dimension), not {compress!r}")
         if train_tokens is not None and (isinstance(train_tokens, bool) or not isinstance(train_tokens, int) or train_tokens < 1):
@@ -170,8 +178,8 @@ class Index:
             for name in ("segments", "codec", store.CATALOG, store.CATALOG + "-journal"):  # an interrupted creation
                 p = self.path / name
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-        if model is None or isinstance(model, str):
-            model = _load_model(model)
+        if model is None or isinstance(model, (str, os.PathLike)):
+            model = _load_model(None if model is None else str(model), **self._placement)
         if not isinstance(model, Mapping):
             self._model_obj = model
         desc = _describe(model)
@@ -194,8 +202,8 @@ class Index:
     def _attach(self, model: Any) -> None:
         if model is None:
             return
-        if isinstance(model, str):
-            self._model_spec = model  # loaded and checked on first use
+        if isinstance(model, (str, os.PathLike)):
+            self._model_spec = str(model)  # loaded and checked on first use
             return
         self._check_model(_describe(model))
         if not isinstance(model, Mapping):
@@ -219,7 +227,7 @@ class Index:
             if not spec:
                 raise InputError(f"{self.path} holds precomputed vectors only; pass model= to encode text")
             # Queries are encoded at the precision the documents were (when the index recorded it).
-            model = _load_model(spec, self.manifest["model"].get("dtype"))
+            model = _load_model(spec, self.manifest["model"].get("dtype"), **self._placement)
             self._check_model(_describe(model))
             self._model_obj = model
         return self._model_obj

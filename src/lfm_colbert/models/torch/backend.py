@@ -22,6 +22,25 @@ def default_device() -> str:
     return "cpu"
 
 
+def parse_device(device: str) -> torch.device:
+    """A torch.device that exists on this machine, or an InputError that says what does."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"device {device!r} asked for, but this PyTorch has no CUDA device")
+        if dev.index is not None and dev.index >= count:
+            raise InputError(f"device {device!r} asked for, but this machine has {count} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {device!r} asked for, but Metal (MPS) is not available to this PyTorch")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device {device!r} is not supported: use cpu, cuda, cuda:N or mps")
+    return dev
+
+
 def default_dtype(device: str) -> str:
     """bf16 where the hardware runs it natively, else fp32."""
     dev = torch.device(device)
@@ -43,9 +62,7 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, ckpt: Checkpoint, dtype: str | None = None, device: str | None = None):
-        self.device = torch.device(device or default_device())
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise InputError(f"device {device!r} asked for, but this PyTorch has no CUDA device")
+        self.device = parse_device(device or default_device())
         dtype = dtype or default_dtype(str(self.device))
         if dtype not in DTYPES:
             raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
