@@ -33,6 +33,9 @@ def test_index_search_info_delete(built, capsys):
     assert main(["info", str(built), "--json", "--verify"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["documents"] == n_lines + n_files and info["verified"]
+    assert main(["info", str(built)]) == 0  # the text report of the default, exact kind
+    out = capsys.readouterr().out
+    assert "storage    exact, float16 vectors" in out and f"documents  {n_lines + n_files} " in out
 
     assert main(["search", str(built), "penguins", "-k", "3", "--json", "--filter", "lang=ja,ko"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -183,6 +186,8 @@ def test_compressed_rescored_index_matches_exact_ranking(built, tmp_path, tiny_c
     assert "rescore" in capsys.readouterr().err
     assert main(args + ["--compress", "2", "--rescore"]) == 0
     assert "exact until it holds 262,144 tokens" in capsys.readouterr().out  # too small to train a codec yet
+    assert main(["info", str(rescored)]) == 0
+    assert "2-bit residuals once it holds 262,144 tokens" in capsys.readouterr().out
     shutil.rmtree(rescored)
     assert main(args + ["--compress", "2", "--rescore", "--train-tokens", "1"]) == 0
     assert "rescored on float16" in capsys.readouterr().out

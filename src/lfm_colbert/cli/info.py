@@ -21,6 +21,17 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _storage(info: dict) -> str:
+    """How a compressed index stores its vectors, in words."""
+    kind = f"PLAID {info['storage']['nbits']}-bit residuals"
+    if info["n_centroids"]:
+        trained = info["codec_trained_on_tokens"]  # not recorded by format 1
+        kind += f", {info['n_centroids']:,} centroids" + (f" fitted to {trained:,} tokens" if trained else "")
+    else:
+        kind += f" once it holds {info['train_tokens']:,} tokens (float16 vectors, searched exactly, until then)"
+    return kind + (", final candidates rescored on float16 vectors" if info["storage"].get("rescore") else "")
+
+
 def run(args: argparse.Namespace) -> int:
     from lfm_colbert.index import Index
     from lfm_colbert.index.index import REFIT_GROWTH
@@ -39,14 +50,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"index      {info['path']} (format {info['format_version']}, created {info['created']})")
     print(f"model      {model.get('model_id')} ({model.get('variant')}, dim {model.get('dim')}, "
           f"fingerprint {model.get('fingerprint')})")
-    kind = f"PLAID {st['nbits']}-bit residuals"
-    if info["n_centroids"]:
-        trained = info["codec_trained_on_tokens"]  # not recorded by format 1
-        kind += f", {info['n_centroids']:,} centroids" + (f" fitted to {trained:,} tokens" if trained else "")
-    else:
-        kind += f" once it holds {info['train_tokens']:,} tokens (float16 vectors, searched exactly, until then)"
-    kind += ", final candidates rescored on float16 vectors" if st.get("rescore") else ""
-    print(f"storage    {kind if st.get('nbits') else 'exact, float16 vectors'}")
+    print(f"storage    {_storage(info) if st.get('nbits') else 'exact, float16 vectors'}")
     print(f"documents  {info['documents']:,} ({info['tokens']:,} tokens) in {info['segments']} segment(s)")
     if (info["codec_growth"] or 0) >= REFIT_GROWTH:
         print(f"codec      fitted to {info['codec_growth']:.1f}x fewer tokens than the index now holds, which costs "
