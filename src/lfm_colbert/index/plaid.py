@@ -104,8 +104,10 @@ class Codec:
         rng = np.random.default_rng(seed)
         # faiss would subsample to 256 points per centroid anyway; 32 is plenty and 8x faster.
         sample = x[rng.choice(n, size=min(n, 32 * k), replace=False)] if n > 32 * k else x
+        # min_points_per_centroid only decides when faiss prints a warning to stderr (never the
+        # result); a small collection, trained early with train_tokens, is not worth one.
         km = faiss.Kmeans(dim, k, niter=niter, seed=seed, spherical=True, verbose=False,
-                          max_points_per_centroid=32, min_points_per_centroid=16)
+                          max_points_per_centroid=32, min_points_per_centroid=1)
         km.train(sample)
         centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)  # (K, D)
         m = dim * nbits // 8
