@@ -1,7 +1,8 @@
-"""The PyTorch backend on CUDA: the reference's outputs in fp32, close to them in bf16 and fp16.
+"""The PyTorch backend on CUDA: the reference's outputs in fp32, close to them in bf16 and fp16,
+and transformers' own outputs when both run in the same half dtype on the GPU.
 
 CI has no GPU, so these skip there; on a machine with one, `pytest tests/parity/test_torch_cuda.py`.
-The reference runs on the CPU in fp32, so a difference between devices shows up as well.
+The fp32 reference runs on the CPU, so a difference between devices shows up as well.
 """
 
 from __future__ import annotations
@@ -11,19 +12,12 @@ import pytest
 import torch
 
 from hf_reference import HFReference
+from parity_texts import DOCS, QUERIES
 from lfm_colbert import ColBERT
 
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (CI has none)")
 
-DOCS = [
-    "Arc<Mutex<T>> is the idiomatic way to share mutable state across threads in Rust.",
-    "Preheat the oven to 200C.",
-    "Los pingüinos viven en el hemisferio sur, sobre todo en la Antártida.",
-    "東京は日本の首都であり、世界最大の都市圏の一つです。",
-    "Punctuation!! Should, be; skipped: right? (yes)",
-]
-QUERIES = ["how do penguins survive the cold", "日本の首都はどこですか", "Wo leben Pinguine?"]
 # Worst per-token cosine to the fp32 reference, measured on an H100 with the tiny checkpoints: bf16
 # 0.99928 / 0.99932, fp16 0.99999. The bounds leave rounding room; a wrong mask or conv alignment
 # gives cosines near 0.9 or below.

@@ -7,18 +7,10 @@ import pytest
 import torch
 
 from hf_reference import HFReference
+from parity_texts import DOCS, QUERIES
 from lfm_colbert import ColBERT
 
 pytest.importorskip("transformers")
-
-DOCS = [
-    "Arc<Mutex<T>> is the idiomatic way to share mutable state across threads in Rust.",
-    "Preheat the oven to 200C.",
-    "Los pingüinos viven en el hemisferio sur, sobre todo en la Antártida.",
-    "東京は日本の首都であり、世界最大の都市圏の一つです。",
-    "Punctuation!! Should, be; skipped: right? (yes)",
-]
-QUERIES = ["how do penguins survive the cold", "日本の首都はどこですか", "Wo leben Pinguine?"]
 
 
 @pytest.fixture(scope="module", params=["lfm2.5", "lfm2"])
