@@ -45,7 +45,8 @@ def memory_in_use(device: str) -> int:
 
 
 class PeakRSS:
-    """Samples resident memory in a thread; `peak` is the max seen inside the `with` block."""
+    """`peak`: the most memory held inside the `with` block. On the CPU, resident memory sampled in
+    a thread; on CUDA, the caching allocator's own high-water mark."""
 
     def __init__(self, device: str = "cpu"):
         self.cuda = device.startswith("cuda")
@@ -53,7 +54,7 @@ class PeakRSS:
     def __enter__(self):
         if self.cuda:  # the allocator keeps its own high-water mark
             torch.cuda.reset_peak_memory_stats()
-            self.peak, self._stop = torch.cuda.memory_allocated(), True
+            self.peak = torch.cuda.memory_allocated()
             return self
         self.peak, self._stop = rss_bytes(), False
         self._t = threading.Thread(target=self._run, daemon=True)
