@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from lfm_colbert.index.index import Hit, Index
+from lfm_colbert.index.index import Document, Hit, Index
 from lfm_colbert.index.rerank import Ranked, rerank
 
-__all__ = ["Hit", "Index", "Ranked", "rerank"]
+__all__ = ["Document", "Hit", "Index", "Ranked", "rerank"]

@@ -78,6 +78,20 @@ class Hit:
         return asdict(self)
 
 
+@dataclass
+class Document:
+    """A stored document: its id, text (None when added as vectors only), metadata, and the id of
+    the source document it is a passage of (None for a whole document)."""
+
+    id: str
+    text: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def _describe(model: Any) -> dict[str, Any]:
     if isinstance(model, Mapping):
         desc = dict(model)
@@ -297,6 +311,37 @@ class Index:
 
     def __contains__(self, doc_id: object) -> bool:
         return isinstance(doc_id, str) and bool(self.catalog.existing([doc_id]))
+
+    # -- reading documents back ----------------------------------------------------------------
+    def get(self, ids: str | Sequence[str]) -> Document | None | list[Document | None]:
+        """The stored document with this id (None if there is none), or a list for a list of ids."""
+        single = isinstance(ids, str)
+        wanted = [ids] if single else list(ids)
+        for i in wanted:
+            if not isinstance(i, str):
+                raise InputError(f"document ids are strings, not {type(i).__name__}")
+        found = self.catalog.documents(wanted)
+        docs = [Document(i, found[i][1], found[i][2], found[i][0]) if i in found else None for i in wanted]
+        return docs[0] if single else docs
+
+    def list(self, filter: Mapping[str, Any] | None = None, limit: int | None = None, after: str | None = None) -> list[Document]:
+        """Documents in id order, those matching `filter` only, at most `limit`, starting after id `after`
+        (pass the last id of one page to get the next)."""
+        if limit is not None:
+            _check_k(limit, "limit")
+        rows = self.catalog.scan(filter, after, -1 if limit is None else limit)
+        return [Document(i, text, meta, parent) for i, parent, text, meta in rows]
+
+    def __iter__(self) -> Iterator[Document]:
+        """Every document, in id order, read a page at a time."""
+        after = None
+        while page := self.list(limit=1000, after=after):
+            yield from page
+            after = page[-1].id
+
+    def metadata_keys(self) -> dict[str, int]:
+        """{metadata key: number of documents that have it}, for discovering what filters can use."""
+        return self.catalog.metadata_keys()
 
     def info(self) -> dict[str, Any]:
         """Counts, sizes and settings, JSON-able."""
@@ -794,6 +839,6 @@ def _is_coded(record: Mapping[str, Any]) -> bool:
     return "codes.npy" in record["files"]
 
 
-def _check_k(k: Any) -> None:
+def _check_k(k: Any, name: str = "k") -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise InputError(f"k must be a positive integer, not {k!r}")
+        raise InputError(f"{name} must be a positive integer, not {k!r}")

@@ -146,6 +146,23 @@ class Catalog:
                 out[i] = (r[0][0], r[0][1])
         return out
 
+    def documents(self, ids: Sequence[str]) -> dict[str, tuple[str | None, str | None, dict]]:
+        """{id: (parent, text, metadata)} of those of `ids` that exist."""
+        return {r[0]: (r[1], r[2], json.loads(r[3])) for r in self._where_in("id", ids, "id, parent, text, metadata")}
+
+    def scan(self, filter: Mapping[str, Any] | None, after: str | None, limit: int) -> list[tuple]:
+        """Up to `limit` (id, parent, text, metadata) rows in id order, after id `after`, matching `filter`."""
+        where, params = filter_sql(filter) if filter is not None else ("1", [])
+        if after is not None:
+            where, params = f"({where}) AND id > ?", [*params, after]
+        rows = self._query(f"SELECT id, parent, text, metadata FROM docs WHERE {where} ORDER BY id LIMIT ?", [*params, limit])
+        return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+    def metadata_keys(self) -> dict[str, int]:
+        """{top-level metadata key: number of documents that have it}."""
+        rows = self._query("SELECT j.key, COUNT(*) FROM docs, json_each(docs.metadata) AS j GROUP BY j.key ORDER BY j.key")
+        return {r[0]: int(r[1]) for r in rows}
+
     def rows_of_segment(self, seg: int) -> list[tuple]:
         return self._query(
             "SELECT id, parent, row, n_tokens, text, metadata FROM docs WHERE segment = ? ORDER BY row", (seg,)
