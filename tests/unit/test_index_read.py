@@ -47,3 +47,22 @@ def test_list_filters_pages_and_iteration(index):
 
 def test_metadata_keys(index):
     assert index.metadata_keys() == {"lang": 30, "year": 15}
+
+
+@pytest.mark.parametrize("compress", [None, 4])
+def test_vectors_round_trip(tmp_path, compress):
+    import numpy as np
+
+    docs, _ = clustered_documents(40, n_clusters=8, tokens=(3, 9), seed=2)
+    idx = Index(tmp_path / "idx", MODEL, compress=compress, n_centroids=8 if compress else None,
+                train_tokens=1 if compress else None)
+    ids = [f"d{i}" for i in range(40)]
+    idx.add_vectors(docs, ids=ids)
+    got = idx.vectors(["d7", "d0"])
+    assert [g.shape for g in got] == [docs[7].shape, docs[0].shape]
+    if compress is None:  # stored as float16
+        np.testing.assert_allclose(got[0], docs[7].astype(np.float16), rtol=0, atol=0)
+    else:  # decoded: close to the original, unit norm
+        assert min(np.sum(got[0] * docs[7], axis=1)) > 0.8
+    with pytest.raises(InputError):
+        idx.vectors(["nope"])

@@ -339,6 +339,35 @@ class Index:
             yield from page
             after = page[-1].id
 
+    def vectors(self, ids: Sequence[str]) -> list[np.ndarray]:
+        """The stored token vectors of documents `ids`, each (T_i, dim) float32, read from one committed
+        state: as stored for an exact index (float16 precision), decoded from the codes for a compressed
+        one (approximate, unless it keeps float16 vectors with rescore). For moving a collection to
+        another store without encoding it again."""
+        wanted = [ids] if isinstance(ids, str) else list(ids)
+        for attempt in range(READ_TRIES):
+            self._refresh()
+            slots = self.catalog.get(wanted)
+            missing = [i for i in wanted if i not in slots]
+            if missing:
+                raise InputError(f"{len(missing)} id(s) not in the index: {', '.join(map(repr, missing[:5]))}")
+            if all(sid in self._segments for sid, _ in slots.values()):
+                break
+            if attempt == READ_TRIES - 1:
+                raise IndexFormatError(f"{self.path} kept changing while its vectors were read; try again")
+        out = []
+        for i in wanted:
+            sid, row = slots[i]
+            seg = self._segments[sid]
+            lo, hi = int(seg.offsets[row]), int(seg.offsets[row + 1])
+            if isinstance(seg, ExactSegment):
+                out.append(np.asarray(seg.tokens[lo:hi], dtype=np.float32))
+            elif seg.vectors is not None:
+                out.append(np.asarray(seg.vectors[lo:hi], dtype=np.float32))
+            else:
+                out.append(self._codec.decode(seg.codes[lo:hi], np.asarray(seg.residuals[lo:hi])))
+        return out
+
     def metadata_keys(self) -> dict[str, int]:
         """{metadata key: number of documents that have it}, for discovering what filters can use."""
         return self.catalog.metadata_keys()
