@@ -12,7 +12,7 @@ import warnings
 from lfm_colbert.errors import LfmColbertError
 
 # Sub-command modules, in the order `--help` lists them.
-_COMMANDS = ["index", "search", "info", "delete", "convert", "verify", "eval"]
+_COMMANDS = ["index", "search", "rerank", "get", "list", "export", "info", "delete", "convert", "verify", "eval"]
 # Optional dependencies (top-level module -> the extra that installs it), for a one-line error.
 _EXTRAS = {"torch": "torch", "mlx": "mlx", "faiss": "index", "bm25s": "eval", "Stemmer": "eval",
            "pytrec_eval": "eval", "ranx": "eval", "matplotlib": "eval", "datasets": "hub-data"}

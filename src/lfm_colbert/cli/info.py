@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     info = index.info()
     if args.verify:
         info["verified"] = True
+    info["pool_factor"] = index.manifest.get("pool_factor")
     if args.json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return 0
