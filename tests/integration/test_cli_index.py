@@ -47,7 +47,7 @@ def test_index_search_info_delete(built, capsys):
     assert main(["search", str(built), "--queries", str(QUERIES), "-k", "2"]) == 0
     text = capsys.readouterr().out
     n_queries = sum(1 for q in QUERIES.read_text(encoding="utf-8").splitlines() if q.strip() and not q.startswith("#"))
-    assert text.count("query: ") == n_queries
+    assert text.count("\nquery ") + text.startswith("query ") == n_queries
 
     assert main(["delete", str(built), "penguins-en", "coffee-en"]) == 0
     assert "deleted 2" in capsys.readouterr().out

@@ -366,7 +366,7 @@ class _Parser:
         self.skip()
         op = next((o for o in _OPERATORS if self.text.startswith(o, self.pos)), None)
         if op is None:
-            raise self.fail(f"expected an operator (=, !=, >, >=, <, <=) after {key!r}")
+            raise self.fail(f"expected an operator after {key!r}: use KEY=VALUE (or !=, >, >=, <, <=)")
         self.pos += len(op)
         if self.pos < len(self.text) and self.text[self.pos] in "=<>!":
             raise self.fail(f"{op + self.text[self.pos]!r} is not an operator; use one of = != > >= < <=")
