@@ -179,7 +179,8 @@ def _parse_file(path: Path, source: str, columns: TableColumns, in_folder: bool 
 
             title, content = read_html_file(path)
             meta = {"source": source, "title": title} if title else {"source": source}
-            content = f"{title}\n\n{content}" if title and not content.startswith(title) else content
+            if title and content.split("\n", 1)[0] != title:  # the title carries signal, unless it is the first line already
+                content = f"{title}\n\n{content}"
         else:
             content, meta = read_text(path), {"source": source}
         if not content.strip():

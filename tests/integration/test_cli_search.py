@@ -27,7 +27,7 @@ def built(tmp_path_factory, tiny_checkpoint):
     (root / "docs" / "long.md").write_text(LONG, encoding="utf-8")
     (root / "docs" / "rows.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS), encoding="utf-8")
     index = root / "idx"
-    assert main(["index", str(root / "docs"), "--index", str(index), "--model", str(tiny_checkpoint), "--max-tokens", "24", "-q"]) == 0
+    assert main(["index", str(root / "docs"), "--index", str(index), "--model", str(tiny_checkpoint), "--max-tokens", "64", "-q"]) == 0
     return index
 
 
@@ -181,6 +181,6 @@ def test_get_list_and_export_give_the_data_back(built, tmp_path, tiny_checkpoint
     assert _out(capsys, "export", built, "--filter", "lang=de").strip() == json.dumps(doc, ensure_ascii=False)
     # Export -> index again gives the same documents.
     again = tmp_path / "again"
-    assert main(["index", str(out), "--index", str(again), "-q", "--max-tokens", "24", "--model", str(tiny_checkpoint)]) == 0
+    assert main(["index", str(out), "--index", str(again), "-q", "--max-tokens", "64", "--model", str(tiny_checkpoint)]) == 0
     capsys.readouterr()
     assert _ids(capsys, again, cmd="list") == {r["id"] for r in rows}

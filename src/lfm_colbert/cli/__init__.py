@@ -15,7 +15,8 @@ from lfm_colbert.errors import LfmColbertError
 _COMMANDS = ["index", "search", "rerank", "get", "list", "export", "info", "delete", "convert", "verify", "eval"]
 # Optional dependencies (top-level module -> the extra that installs it), for a one-line error.
 _EXTRAS = {"torch": "torch", "mlx": "mlx", "faiss": "index", "bm25s": "eval", "Stemmer": "eval",
-           "pytrec_eval": "eval", "ranx": "eval", "matplotlib": "eval", "datasets": "hub-data"}
+           "pytrec_eval": "eval", "ranx": "eval", "matplotlib": "eval", "datasets": "hub-data",
+           "selectolax": "html", "pypdf": "pdf", "pyarrow": "parquet", "scipy": "pool"}
 
 
 def build_parser() -> argparse.ArgumentParser:
