@@ -95,14 +95,14 @@ def update_index(
 
     for name, value in (("commit_every", commit_every), ("batch_size", batch_size), ("max_tokens", max_tokens)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise InputError(f"{name} must be a positive integer, not {value}")
+            raise InputError(f"{name} (--{name.replace('_', '-')}) must be a positive integer, not {value}")
     report = report if report is not None else SyncReport()
     pool_factor = _pool_factor(index, pool_factor)
     model = index.model
     budget = passage_budget(model)
     if max_tokens is not None and max_tokens > budget:
         # Longer passages would be cut at document_length when encoded: their ends silently unsearchable.
-        raise InputError(f"max_tokens {max_tokens} is more than a document of this model holds ({budget} tokens)")
+        raise InputError(f"max_tokens (--max-tokens) {max_tokens} is more than a document of this model holds ({budget} tokens)")
     budget = max_tokens or budget
     docs = sources.documents
     passages = list(split_passages(docs, budget, min(overlap, budget // 2), tokenizer=model.tokenizer))
