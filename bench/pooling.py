@@ -152,19 +152,19 @@ def main() -> None:
     factors = sorted({1, *map(int, args.factors.split(","))})
     tmp = Path(tempfile.mkdtemp(prefix="pooling-", dir=args.cache))
     try:
-        rows = [run_factor(corpus, f, False, tmp) for f in factors]
-        rows += [run_factor(corpus, f, True, tmp) for f in factors if f > 1]
+        rows = [run_factor(corpus, f, True, tmp) for f in factors]  # factor 1: unpooled, the reference
+        rows += [run_factor(corpus, f, False, tmp) for f in factors if f > 1]  # PyLate's raw means
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     base = rows[0]
     print(f"\n# Token pooling on SciFact ({len(corpus['docs'])} documents, {len(corpus['queries'])} queries), "
           f"all-MiniLM-L6-v2 token states -> PCA 128-d\n# {cpu_header()}; exact index, float16\n")
-    print("| pool factor | means | tokens | size vs unpooled | bytes on disk | recall@10 vs unpooled | NDCG@10 | pool s | search q/s (ratio) |")
+    print("| pool factor | cluster means | tokens | size vs unpooled | bytes on disk | recall@10 vs unpooled | NDCG@10 | pool s | search q/s (ratio) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         recall = np.mean([len(set(r["run"][q]) & set(base["run"][q])) / max(len(base["run"][q]), 1) for q in base["run"]])
         r["recall@10"] = float(recall)
-        print(f"| {r['factor']} | {'unit' if r['normalize'] else 'raw'} | {r['tokens']:,} | {r['tokens'] / base['tokens']:.3f} | "
+        print(f"| {r['factor']} | {'-' if r['factor'] == 1 else 'unit (default)' if r['normalize'] else 'raw (PyLate)'} | {r['tokens']:,} | {r['tokens'] / base['tokens']:.3f} | "
               f"{r['bytes']:,} | {recall:.3f} | {r['ndcg@10']:.4f} | {r['pool_s']:.1f} | {r['qps']:.1f} ({r['qps'] / base['qps']:.2f}x) |")
     if args.json:
         args.json.write_text(json.dumps([{k: v for k, v in r.items() if k != "run"} for r in rows], indent=2))

@@ -22,10 +22,13 @@ import numpy as np
 from lfm_colbert.errors import InputError
 
 
-def pool_tokens(vectors: np.ndarray, pool_factor: int, protected: int = 1, normalize: bool = False) -> np.ndarray:
+def pool_tokens(vectors: np.ndarray, pool_factor: int, protected: int = 1, normalize: bool = True) -> np.ndarray:
     """(T, D) token vectors -> (about protected + (T - protected) // pool_factor, D), in the input dtype.
 
-    `normalize` rescales each mean to unit length (PyLate does not; bench/pooling.py measures both).
+    `normalize` rescales each cluster mean to unit length, as every unpooled vector is. PyLate keeps
+    the shorter means (normalize=False); on SciFact with all-MiniLM-L6-v2 vectors (bench/pooling.py,
+    1,500 documents) unit means kept recall@10 against unpooled search at 0.937 / 0.880 for factors
+    2 / 3 instead of 0.913 / 0.817, at the same NDCG@10 (0.779 / 0.782 against 0.780 / 0.782).
     """
     if isinstance(pool_factor, bool) or not isinstance(pool_factor, int) or pool_factor < 1:
         raise InputError(f"pool_factor must be a positive integer, not {pool_factor!r}")

@@ -27,7 +27,8 @@ its source file and character offsets (start, end; page for a PDF) as metadata.
 ids:  do not depend on how a path is spelled. A file in a folder given as SOURCE is
       FOLDER/relative/path, FOLDER being the folder's own name (corpus, ./corpus and
       /abs/corpus all give corpus/guides/a.md); a file given directly is its file name. That is
-      also its `source` metadata. A .jsonl line or table row takes its "id" (or "_id", or
+      also its `source` metadata (two different folders of the same name share ids: index
+      them into separate indexes, or give their parent folder). A .jsonl line or table row takes its "id" (or "_id", or
       --id-column), else SOURCE:HASH, a hash of its text, so inserting a line changes no other
       document. An index built before this scheme is recognised: its documents for these files
       are reported, their vectors reused, and --sync deletes them.
