@@ -82,10 +82,6 @@ class Source:
     name: str
     is_dir: bool
 
-    def contains(self, source: str) -> bool:
-        """Whether a `source` metadata value names a file of this source."""
-        return source.startswith(self.name + "/") if self.is_dir else source == self.name
-
     def scope_filter(self) -> dict[str, Any]:
         """A metadata filter for the documents read from this source ('/' + 1 is '0': a prefix range)."""
         if self.is_dir:

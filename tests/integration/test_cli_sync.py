@@ -82,7 +82,7 @@ def test_an_index_with_the_old_ids_is_detected_reused_and_synced(tmp_path, tiny_
     from lfm_colbert.index import Index
     from lfm_colbert.ingest import read_documents
 
-    corpus = _corpus(tmp_path / "work")
+    _corpus(tmp_path / "work")
     monkeypatch.chdir(tmp_path)
     old = Index(tmp_path / "idx", tiny_model)
     docs = list(read_documents(["work/corpus"]))
