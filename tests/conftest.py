@@ -56,3 +56,33 @@ def tiny_model(tiny_checkpoint):
     from lfm_colbert import ColBERT
 
     return ColBERT(tiny_checkpoint, backend="torch", dtype="float32", device="cpu")
+
+
+def _write_pdf(path: Path, pages: list[str]) -> None:
+    """A minimal valid PDF with one line of Helvetica text per page ("" for a blank page); the
+    xref offsets are computed, so PDF readers parse it without repairs."""
+    objects: list = ["<< /Type /Catalog /Pages 2 0 R >>", None, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    kids = []
+    for text in pages:
+        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode("latin-1") if text else b""
+        objects.append(f"<< /Length {len(stream)} >>\nstream\n".encode("latin-1") + stream + b"\nendstream")
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {len(objects)} 0 R "
+                       "/Resources << /Font << /F1 3 0 R >> >> >>")
+        kids.append(f"{len(objects)} 0 R")
+    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(pages)} >>"
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for n, obj in enumerate(objects, 1):
+        offsets.append(len(out))
+        body = obj if isinstance(obj, bytes) else obj.encode("latin-1")
+        out += f"{n} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    path.write_bytes(bytes(out))
+
+
+@pytest.fixture
+def make_pdf():
+    """make_pdf(path, ["page 1 text", "", ...]): write a small text PDF for ingestion tests."""
+    return _write_pdf

@@ -29,7 +29,7 @@ def test_convert_then_verify(source, tmp_path, capsys):
     assert result["fidelity"]["passed"] and result["fidelity"]["worst"] > 0.98
 
     report = tmp_path / "report.json"
-    assert main(["verify", str(out), "--reference", str(source), "--json", str(report)]) == 0
+    assert main(["verify", str(out), "--reference", str(source), "--output", str(report)]) == 0
     text = capsys.readouterr().out
     for row in ("short prompts", "queries", "passage", "all", "PASS"):
         assert row in text
@@ -39,7 +39,7 @@ def test_convert_then_verify(source, tmp_path, capsys):
 
     # An impossible threshold fails with exit code 1 and says so.
     assert main(["verify", str(out), "--reference", str(source), "--min-cosine", "0.9999999",
-                 "--format", "json"]) == 1
+                 "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["passed"] is False
 
 
@@ -51,7 +51,7 @@ def test_verify_on_mlx(source, tmp_path, capsys):
     reports = {}
     for backend in ("mlx", "torch"):
         assert main(["verify", str(out), "--reference", str(source), "--backend", backend, "--min-cosine", "0.1",
-                     "--format", "json"]) == 0
+                     "--json"]) == 0
         reports[backend] = json.loads(capsys.readouterr().out)
     assert reports["mlx"]["backend"] == "mlx" and reports["mlx"]["precision"] == "mxfp4"
     # MLX (dequantized with mx.dequantize on the CPU) and PyTorch (its own unpacking) measure the file alike.

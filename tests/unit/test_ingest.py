@@ -14,18 +14,50 @@ def test_reads_txt_md_jsonl_and_folders(tmp_path):
     (tmp_path / "c" / "sub").mkdir(parents=True)
     (tmp_path / "c" / "a.md").write_text("# Title\nBody", encoding="utf-8")
     (tmp_path / "c" / "sub" / "b.txt").write_text("texto en español", encoding="utf-8")
-    (tmp_path / "c" / "skip.pdf").write_bytes(b"%PDF")
+    (tmp_path / "c" / "skip.docx").write_bytes(b"PK")
     (tmp_path / "c" / ".hidden").mkdir()
     (tmp_path / "c" / ".hidden" / "x.txt").write_text("hidden")
     rows = [{"_id": 7, "title": "T", "text": "body", "lang": "en"}, {"text": "no id", "metadata": {"topic": "x"}}]
     (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
     docs = list(read_documents([tmp_path / "c", tmp_path / "d.jsonl"]))
     by_id = {d.id: d for d in docs}
-    c = (tmp_path / "c").as_posix()
-    assert set(by_id) == {f"{c}/a.md", f"{c}/sub/b.txt", "7", f"{tmp_path.as_posix()}/d.jsonl:2"}
-    assert by_id["7"].text == "T\n\nbody" and by_id["7"].metadata["lang"] == "en"
-    assert by_id[f"{tmp_path.as_posix()}/d.jsonl:2"].metadata["topic"] == "x"
-    assert by_id[f"{c}/sub/b.txt"].metadata["source"] == f"{c}/sub/b.txt"
+    hashed = next(i for i in by_id if i.startswith("d.jsonl:"))
+    assert set(by_id) == {"c/a.md", "c/sub/b.txt", "7", hashed} and len(hashed) == len("d.jsonl:") + 12
+    assert by_id["7"].text == "T\n\nbody" and by_id["7"].metadata == {"title": "T", "lang": "en", "source": "d.jsonl"}
+    assert by_id[hashed].metadata == {"topic": "x", "source": "d.jsonl"}  # no line number: inserting lines moves nothing
+    assert by_id["c/sub/b.txt"].metadata["source"] == "c/sub/b.txt"
+
+
+def test_ids_do_not_depend_on_how_a_path_is_spelled(tmp_path, monkeypatch):
+    (tmp_path / "corpus" / "sub").mkdir(parents=True)
+    (tmp_path / "corpus" / "sub" / "a.txt").write_text("alpha", encoding="utf-8")
+    (tmp_path / "corpus" / "b.jsonl").write_text('{"text": "beta"}\n', encoding="utf-8")
+    spellings = [tmp_path / "corpus", str(tmp_path / "corpus") + "/", "corpus", "./corpus/../corpus"]
+    monkeypatch.chdir(tmp_path)
+    seen = [sorted(d.id for d in read_documents([s])) for s in spellings]
+    monkeypatch.chdir(tmp_path / "corpus")
+    seen.append(sorted(d.id for d in read_documents(["."])))
+    assert all(ids == seen[0] for ids in seen) and seen[0][1] == "corpus/sub/a.txt"
+    assert [d.id for d in read_documents(["sub/a.txt"])] == ["a.txt"]  # a file given directly: its name
+
+
+def test_a_line_inserted_at_the_top_changes_no_other_id(tmp_path):
+    lines = [json.dumps({"text": f"line {i}", "lang": "en"}) for i in range(5)] + [json.dumps({"text": "line 0"})]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines), encoding="utf-8")
+    before = [(d.id, d.metadata) for d in read_documents([tmp_path / "d.jsonl"])]
+    (tmp_path / "d.jsonl").write_text("\n".join([json.dumps({"text": "new"})] + lines), encoding="utf-8")
+    after = [(d.id, d.metadata) for d in read_documents([tmp_path / "d.jsonl"])]
+    assert after[1:] == before and after[0][0] not in dict(before)
+    assert before[-1][0] == before[0][0] + "~2"  # the same text twice: told apart in order
+
+
+def test_overlapping_sources_are_refused(tmp_path):
+    (tmp_path / "c" / "sub").mkdir(parents=True)
+    (tmp_path / "c" / "sub" / "a.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(InputError, match="inside"):
+        list(read_documents([tmp_path / "c", tmp_path / "c" / "sub"]))
+    with pytest.raises(InputError, match="the same as"):
+        list(read_documents([tmp_path / "c", str(tmp_path / "c") + "/."]))
 
 
 @pytest.mark.parametrize(
@@ -41,9 +73,9 @@ def test_bad_jsonl_lines_are_named(tmp_path, content, message):
 def test_missing_unsupported_and_non_utf8_sources(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         list(read_documents([tmp_path / "nope.txt"]))
-    (tmp_path / "x.pdf").write_bytes(b"x")
+    (tmp_path / "x.docx").write_bytes(b"x")
     with pytest.raises(InputError, match="unsupported"):
-        list(read_documents([tmp_path / "x.pdf"]))
+        list(read_documents([tmp_path / "x.docx"]))
     (tmp_path / "l.txt").write_bytes(b"caf\xe9")
     with pytest.raises(InputError, match="UTF-8"):
         list(read_documents([tmp_path / "l.txt"]))
@@ -52,8 +84,7 @@ def test_missing_unsupported_and_non_utf8_sources(tmp_path):
 def test_an_id_given_twice_names_both_places(tmp_path):
     (tmp_path / "a.jsonl").write_text('{"id": "x", "text": "one"}\n{"id": "y", "text": "two"}\n', encoding="utf-8")
     (tmp_path / "b.jsonl").write_text('\n{"id": "x", "text": "three"}\n', encoding="utf-8")
-    a, b = (tmp_path / "a.jsonl").as_posix(), (tmp_path / "b.jsonl").as_posix()
-    with pytest.raises(InputError, match=f"id 'x' is given twice: {a}, line 1 and {b}, line 2"):
+    with pytest.raises(InputError, match="id 'x' is given twice: a.jsonl, line 1 and b.jsonl, line 2"):
         list(read_documents([tmp_path / "a.jsonl", tmp_path / "b.jsonl"]))
 
 

@@ -9,13 +9,15 @@ import os
 import sys
 import warnings
 
+from lfm_colbert import __version__
 from lfm_colbert.errors import LfmColbertError
 
 # Sub-command modules, in the order `--help` lists them.
-_COMMANDS = ["index", "search", "info", "delete", "convert", "verify", "eval"]
+_COMMANDS = ["index", "search", "rerank", "get", "list", "export", "info", "delete", "convert", "verify", "eval"]
 # Optional dependencies (top-level module -> the extra that installs it), for a one-line error.
 _EXTRAS = {"torch": "torch", "mlx": "mlx", "faiss": "index", "bm25s": "eval", "Stemmer": "eval",
-           "pytrec_eval": "eval", "ranx": "eval", "matplotlib": "eval", "datasets": "hub-data"}
+           "pytrec_eval": "eval", "ranx": "eval", "matplotlib": "eval", "datasets": "hub-data",
+           "selectolax": "html", "pypdf": "pdf", "pyarrow": "parquet", "scipy": "pool"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,11 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Local multilingual search with LiquidAI's LFM2 / LFM2.5 ColBERT retrievers.\n"
             "Models load from the Hugging Face hub, or from a local directory given with --model\n"
-            "or the LFM_COLBERT_MODEL environment variable."
+            "or the LFM_COLBERT_MODEL environment variable (which also points an existing index\n"
+            "at a local copy of its model). Every command has --help with examples; --json makes a\n"
+            "command print JSON on standard output.\n\n"
+            "examples:\n"
+            "  lfm-colbert index notes/ --index my-index\n"
+            "  lfm-colbert search my-index \"where do penguins live?\" --filter lang=en\n"
+            "  lfm-colbert get my-index notes/penguins.md"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"lfm-colbert {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMANDS:
         try:

@@ -26,6 +26,10 @@ examples:
   lfm-colbert convert ./LFM2.5-ColBERT-350M ./lfm25-4bit-g32 --precision 4bit --group-size 32 --force
   lfm-colbert convert ./LFM2.5-ColBERT-350M ./lfm25-8bit --precision 8bit --upload me/LFM2.5-ColBERT-350M-8bit
 
+The fidelity measured after converting is checked against the threshold `verify` uses for that
+precision (bf16 0.99, 8bit 0.98, 4bit 0.90, mxfp4 0.85); a result below it is still written, with
+a warning that says so.
+
 The conversion needs MLX (pip install 'lfm-colbert[mlx]'; on Linux that is mlx[cpu]).
 Check a result any time with: lfm-colbert verify OUT --reference SRC
 """
@@ -70,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         upload=args.upload, progress=lambda msg: print(msg, file=sys.stderr),
     )
     if args.json:
+        _say_if_below_threshold(result)
         print(json.dumps({
             "path": str(result.path), "precision": result.precision, "weights_bytes": result.weights_bytes,
             "total_bytes": result.total_bytes, "quantization": result.quantization, "fidelity": result.fidelity,
@@ -81,4 +86,14 @@ def run(args: argparse.Namespace) -> int:
         f = result.fidelity
         print(f"fidelity vs PyTorch fp32: worst per-token cosine {f['worst']:.6f}, mean {f['mean']:.6f} "
               f"over {f['tokens']} tokens")
+    _say_if_below_threshold(result)
     return 0
+
+
+def _say_if_below_threshold(result: Any) -> None:
+    """The conversion is written either way; a cosine under what `verify` accepts must not go unnoticed."""
+    f = result.fidelity
+    if f and not f.get("passed", True):
+        print(f"warning: the worst per-token cosine {f['worst']:.6f} is below {f.get('min_cosine', '?')}, the {result.precision} "
+              f"threshold `lfm-colbert verify` checks: this checkpoint's vectors differ from the original's more than "
+              "that precision should (expected only for random-weight test checkpoints)", file=sys.stderr)

@@ -84,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--langs", metavar="L[,L...]", help="languages of the cross-lingual matrix (default: all in the set)")
     p.add_argument("--data-dir", default=None,
                    help="folder holding xquad-r/ and tatoeba-laser/ (default $LFM_COLBERT_DATA or ../shared/data)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars (never shown when not on a terminal)")
     p.set_defaults(func=run)
 
 
@@ -139,4 +139,4 @@ def _load(model: str, precision: str | None, *, args: argparse.Namespace):
 
     return load_system(model, precision, cache_dir=args.cache_dir, backend=args.backend, device=args.device,
                        query_expansion=args.query_expansion, search=args.search, batch_size=args.batch_size,
-                       show_progress=not args.no_progress)
+                       show_progress=not args.no_progress and sys.stderr.isatty())  # no bars in logs

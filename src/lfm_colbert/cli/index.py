@@ -1,27 +1,42 @@
-"""`lfm-colbert index SOURCES... --index DIR`: build or update an index from files and folders."""
+"""`lfm-colbert index SOURCES... --index DIR`: build an index from files and folders, and keep it in step."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any
 
 from lfm_colbert.cli.options import add_placement
 from lfm_colbert.errors import InputError
 
 HELP = """\
-Index .txt, .md and .jsonl files (and folders of them, searched recursively) into DIR.
+Index files and folders (searched recursively) into DIR: .txt, .md, .jsonl, and with their
+extras .html / .htm (pip install 'lfm-colbert[html]'), .pdf ([pdf]), .csv / .tsv and .parquet
+([parquet] for Parquet).
 
-DIR is created on first use and updated afterwards: a document indexed again replaces its
-previous version (same id), so re-running the command after editing files is safe, and only
-documents whose text or metadata changed are encoded again (--force encodes them all). Work is
+DIR is created on first use and kept in step afterwards: running the command again encodes only
+what changed (a document with the same text, metadata and passages is skipped; a passage whose
+text is stored already is copied, not encoded, so a metadata edit costs nothing), and says how
+many indexed documents of these sources are no longer in them; --sync deletes those. Work is
 saved every --commit-every passages, so an interrupted run continues where it stopped. Long
-documents are split into overlapping passages that fit the model's document length; each
-passage keeps its source file and character offsets as metadata.
+documents are split into overlapping passages that fit the model's document length; each keeps
+its source file and character offsets (start, end; page for a PDF) as metadata.
 
-ids:  a file's path as given (folder/relative/path); a .jsonl line's "id" (or "_id") field.
+ids:  do not depend on how a path is spelled. A file in a folder given as SOURCE is
+      FOLDER/relative/path, FOLDER being the folder's own name (corpus, ./corpus and
+      /abs/corpus all give corpus/guides/a.md); a file given directly is its file name. That is
+      also its `source` metadata (two different folders of the same name share ids: index
+      them into separate indexes, or give their parent folder). A .jsonl line or table row takes its "id" (or "_id", or
+      --id-column), else SOURCE:HASH, a hash of its text, so inserting a line changes no other
+      document. An index built before this scheme is recognised: its documents for these files
+      are reported, their vectors reused, and --sync deletes them.
 .jsonl lines: {"id": ..., "text": ..., "title": optional, "metadata": {...}}; any other field
       (e.g. "lang") is metadata too, usable with `lfm-colbert search --filter lang=en`.
+tables: one document per row; --text-column (default "text"; several are joined), --id-column
+      (default "id" or "_id" when present), --metadata-columns (default: all the others).
+      CSV columns of numbers become numbers; every row keeps `row` (1 = first after the header).
 
 storage: exact search over float16 vectors by default (256 bytes per token, best for up to
       ~100k passages); --compress 2 or 4 builds a PLAID-style compressed index (34 or 66 bytes
@@ -29,13 +44,17 @@ storage: exact search over float16 vectors by default (256 bytes per token, best
       (290 or 322 bytes per token) and scores the final candidates on them: compressed speed,
       exact scores. A compressed index stays exact until it holds --train-tokens tokens
       (default 262,144), then fits its codec to all of them and compresses them, so a collection
-      built up a few files at a time is compressed as well as one indexed at once. These
-      choices are fixed when DIR is created.
+      built up a few files at a time is compressed as well as one indexed at once.
+      --pool-factor 2 or 3 clusters each passage's token vectors and keeps the cluster means
+      (PyLate's token pooling): an index about 2x or 3x smaller, at a small cost in recall.
+      These choices are fixed when DIR is created.
 
 examples:
   lfm-colbert index examples/corpus --index my-index
-  lfm-colbert index notes/ faq.jsonl --index my-index --model ./LFM2.5-ColBERT-350M
-  lfm-colbert index big.jsonl --index big-index --compress 2
+  lfm-colbert index notes/ faq.jsonl --index my-index --sync      # also drop what was deleted
+  lfm-colbert index papers/ --index my-index --model ./LFM2.5-ColBERT-350M
+  lfm-colbert index site/ manuals/*.pdf --index docs-index --pool-factor 2
+  lfm-colbert index products.csv --index shop --text-column name,description --id-column sku
   lfm-colbert index big.jsonl --index big-index --compress 2 --rescore
   lfm-colbert index big.jsonl --index big-index --device cpu       # keep the GPU free
 """
@@ -46,11 +65,11 @@ def register(subparsers: Any) -> None:
         "index", help="index files and folders into an index directory", description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("sources", nargs="+", metavar="SOURCE", help=".txt / .md / .jsonl files or folders")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="files or folders (see above for the formats)")
     p.add_argument("--index", "-i", required=True, metavar="DIR", help="index directory (created if missing)")
     p.add_argument("--model", "-m", default=None,
-                   help="hub id or local checkpoint (default: the index's model, else $LFM_COLBERT_MODEL "
-                        "or LiquidAI/LFM2.5-ColBERT-350M)")
+                   help="hub id or local checkpoint (default: $LFM_COLBERT_MODEL, else the index's model, "
+                        "else LiquidAI/LFM2.5-ColBERT-350M); checked against an existing index's model")
     p.add_argument("--compress", type=int, choices=(2, 4), default=None,
                    help="new index only: store 2- or 4-bit PLAID residuals instead of float16 vectors")
     p.add_argument("--rescore", action="store_true",
@@ -66,81 +85,87 @@ def register(subparsers: Any) -> None:
     p.add_argument("--force", action="store_true", help="encode every document again, even unchanged ones")
     p.add_argument("--commit-every", type=int, default=512, metavar="N",
                    help="save the work every N passages (whole documents; default 512)")
+    p.add_argument("--sync", action="store_true",
+                   help="delete indexed documents of these sources that are no longer in them")
+    p.add_argument("--pool-factor", type=int, choices=(1, 2, 3, 4), default=None, metavar="N",
+                   help="new index only: pool each passage's token vectors by N (2 or 3; needs scipy, "
+                        "pip install 'lfm-colbert[pool]')")
+    p.add_argument("--text-column", default=None, metavar="C[,C...]", help="tables: the column(s) holding the text")
+    p.add_argument("--id-column", default=None, metavar="C", help="tables: the column holding each row's id")
+    p.add_argument("--metadata-columns", default=None, metavar="C[,C...]",
+                   help="tables: the columns kept as metadata (default all others; '' for none)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
-def _commits(passages: list[Any], size: int) -> Iterator[list[Any]]:
-    """Runs of about `size` passages, never splitting one document's passages (they replace together)."""
-    chunk: list[Any] = []
-    for p in passages:
-        if len(chunk) >= size and p.parent != chunk[-1].parent:
-            yield chunk
-            chunk = []
-        chunk.append(p)
-    if chunk:
-        yield chunk
+def _columns(value: str | None) -> list[str] | None:
+    return None if value is None else [c.strip() for c in value.split(",") if c.strip()]
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from lfm_colbert.index import Index
-    from lfm_colbert.ingest import passage_budget, read_documents, split_passages
+    from lfm_colbert.ingest import TableColumns
+    from lfm_colbert.sync import SyncReport, read_sources, update_index
 
     for flag, value in (("--commit-every", args.commit_every), ("--batch-size", args.batch_size), ("--max-tokens", args.max_tokens)):
         if value is not None and value < 1:
             raise InputError(f"{flag} must be a positive integer, not {value}")
-
-    docs = list(read_documents(args.sources))
-    if not docs:
+    columns = TableColumns(args.id_column, _columns(args.text_column), _columns(args.metadata_columns))
+    sources = read_sources(args.sources, columns)
+    if not sources.documents and not (args.sync and Path(args.index).is_dir()):
         print(f"nothing to index in {' '.join(args.sources)}", file=sys.stderr)
         return 1
     index = Index(args.index, args.model, compress=args.compress, rescore=args.rescore, train_tokens=args.train_tokens,
                   backend=args.backend, device=args.device)
-    model = index.model
-    budget = passage_budget(model)
-    if args.max_tokens is not None and args.max_tokens > budget:
-        # Longer passages would be cut at document_length when encoded: their ends silently unsearchable.
-        raise InputError(f"--max-tokens {args.max_tokens} is more than a document of this model holds ({budget} tokens)")
-    budget = args.max_tokens or budget
-    passages = list(split_passages(docs, budget, min(args.overlap, budget // 2), tokenizer=model.tokenizer))
-    same = set() if args.force else index.unchanged(
-        [p.id for p in passages], [p.text for p in passages], [p.metadata for p in passages], [p.parent for p in passages]
-    )
-    todo = [p for p in passages if p.id not in same]
-    bar = tqdm(total=len(todo), desc="encoding", unit="passage", disable=True if args.quiet else None)
-    done = 0
+    report = SyncReport()
     try:
-        with index.bulk():  # a new compressed index fits its codec to the whole run, at its end
-            for chunk in _commits(todo, args.commit_every):  # each one atomic; unchanged-skipping resumes
-                index.add(
-                    [p.text for p in chunk],
-                    ids=[p.id for p in chunk],
-                    metadata=[p.metadata for p in chunk],
-                    parents=[p.parent for p in chunk],
-                    upsert=True,
-                    batch_size=args.batch_size,
-                    progress_bar=bar,
-                )
-                done += len(chunk)
+        update_index(index, sources, sync=args.sync, force=args.force, max_tokens=args.max_tokens, overlap=args.overlap,
+                     batch_size=args.batch_size, commit_every=args.commit_every, pool_factor=args.pool_factor,
+                     progress=False if args.quiet else None, report=report)
     except KeyboardInterrupt:
-        bar.close()
-        print(f"interrupted: {done} of {len(todo)} passages were saved; run the same command again to "
+        print(f"interrupted: {report.saved} of {report.to_write} passages were saved; run the same command again to "
               "index the rest", file=sys.stderr)
         return 130
-    bar.close()
     info = index.info()
+    if args.json:
+        print(json.dumps({"index": str(args.index), "documents_read": report.documents, "passages_written": report.saved,
+                          "encoded": report.encoded, "reused": report.reused, "changed_documents": report.changed_documents,
+                          "unchanged_documents": report.unchanged, "vanished": report.vanished, "legacy": report.legacy,
+                          "removed": report.removed, "total_passages": info["documents"], "total_tokens": info["tokens"]},
+                         ensure_ascii=False))
+        index.close()
+        return 0
     st = info["storage"]
     kind = f"{st['nbits']}-bit compressed" if st.get("nbits") else "exact"
     kind += ", rescored on float16" if st.get("rescore") else ""
     if st.get("nbits") and not info["n_centroids"]:
         kind += f", exact until it holds {info['train_tokens']:,} tokens"
-    n_changed = len({p.parent for p in todo})
-    skipped = f"; {len(docs) - n_changed} unchanged documents skipped" if same else ""
+    if index.manifest.get("pool_factor"):
+        kind += f", tokens pooled by {index.manifest['pool_factor']}"
+    skipped = f"; {report.unchanged} unchanged documents skipped" if report.unchanged else ""
+    copied = f" ({report.reused} of them copied from stored vectors, not encoded)" if report.reused else ""
     print(
-        f"indexed {len(todo)} passages from {n_changed} documents into {args.index}{skipped} "
+        f"indexed {report.saved} passages{copied} from {report.changed_documents} documents into {args.index}{skipped} "
         f"({kind}; {info['documents']} passages, {info['tokens']} tokens in total)"
     )
+    _say_what_is_gone(report, args.sync)
     index.close()
     return 0
+
+
+def _say_what_is_gone(report: Any, synced: bool) -> None:
+    def some(ids: list[str]) -> str:
+        return ", ".join(repr(i) for i in ids[:3]) + (", ..." if len(ids) > 3 else "")
+
+    if synced and report.removed:
+        print(f"removed {report.removed} documents no longer in the sources"
+              + (f" or indexed under the ids of an earlier version ({some(report.legacy)})" if report.legacy else ""))
+        return
+    if report.vanished:
+        print(f"{len(report.vanished)} indexed documents are no longer in the sources ({some(report.vanished)}); "
+              "--sync deletes them")
+    if report.legacy:
+        print(f"{len(report.legacy)} indexed documents are these files under the ids an earlier version gave them "
+              f"(the path as typed: {some(report.legacy)}); their vectors were reused for the new ids, and --sync "
+              "deletes the old ones")

@@ -9,6 +9,11 @@ from typing import Any
 HELP = """\
 Show an index's model, storage, counts and sizes. --verify also checks every file against the
 sha256 recorded when it was written and SQLite's integrity, and names any corrupted file.
+
+examples:
+  lfm-colbert info my-index
+  lfm-colbert info my-index --verify
+  lfm-colbert info my-index --json | jq .documents
 """
 
 
@@ -42,15 +47,21 @@ def run(args: argparse.Namespace) -> int:
     info = index.info()
     if args.verify:
         info["verified"] = True
+    info["pool_factor"] = index.manifest.get("pool_factor")
     if args.json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return 0
     model = info["model"]
     st = info["storage"]
     print(f"index      {info['path']} (format {info['format_version']}, created {info['created']})")
-    print(f"model      {model.get('model_id')} ({model.get('variant')}, dim {model.get('dim')}, "
-          f"fingerprint {model.get('fingerprint')})")
-    print(f"storage    {_storage(info) if st.get('nbits') else 'exact, float16 vectors'}")
+    if model.get("model_id"):
+        print(f"model      {model['model_id']} ({model.get('variant')}, dim {model.get('dim')}, "
+              f"fingerprint {model.get('fingerprint')})")
+    else:  # filled with add_vectors and a bare description: nothing to encode queries with
+        print(f"model      none recorded (vectors added directly, dim {model.get('dim')}); search with --model "
+              "or $LFM_COLBERT_MODEL")
+    print(f"storage    {_storage(info) if st.get('nbits') else 'exact, float16 vectors'}"
+          + (f"; tokens pooled by {info['pool_factor']}" if info.get("pool_factor") else ""))
     print(f"documents  {info['documents']:,} ({info['tokens']:,} tokens) in {info['segments']} segment(s)")
     if (info["codec_growth"] or 0) >= REFIT_GROWTH:
         print(f"codec      fitted to {info['codec_growth']:.1f}x fewer tokens than the index now holds, which costs "

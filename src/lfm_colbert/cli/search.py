@@ -1,4 +1,4 @@
-"""`lfm-colbert search DIR QUERY...`: the top-k passages for each query."""
+"""`lfm-colbert search DIR QUERY...`: the top-k passages (or documents) for each query."""
 
 from __future__ import annotations
 
@@ -7,23 +7,37 @@ import json
 import sys
 from typing import Any
 
-from lfm_colbert.cli.options import add_placement
+from lfm_colbert.cli.inputs import Item, check_unique, read_queries, shorten
+from lfm_colbert.cli.options import add_filter, add_placement, index_filter
 from lfm_colbert.errors import InputError
-from lfm_colbert.textfile import read_text
+from lfm_colbert.index.filters import SYNTAX
 
-HELP = """\
+HELP = f"""\
 Search an index built by `lfm-colbert index`. Queries can be in any language the model knows;
-documents in other languages are found too.
+documents in other languages are found too. Give queries as arguments, in a file (--queries), or
+on standard input ('-' as the query, or --queries -).
 
---filter KEY=VALUE keeps documents whose metadata KEY equals VALUE (VALUE may be a comma
-separated list meaning any of them; numbers and true/false also match as such). A KEY whose
-metadata is a list, such as "tags": ["bird", "cold"], matches when any element does. Repeat
-the option to require several keys. Passage metadata includes source, passage, start and end.
+query files: one query per line; ID<TAB>query gives it an id (else its line number is its id);
+  a line whose first non-blank character is # is a comment, so a query that starts with # needs
+  an id; a .jsonl file (or JSON Lines on standard input) holds {{"id", "text"}} per line (BEIR's
+  queries.jsonl). Queries given as arguments are numbered 1, 2, ...
+
+--group-by-document collapses the passages of one source document (a long file split by
+  `lfm-colbert index`) into one hit: the document's id, its best passage and that passage's score.
+--format text (default), json (JSON Lines, one object per query: {{query_id, query, hits}}; the
+  same as --json) or trec (a TREC run: QID Q0 DOCID RANK SCORE TAG, for trec_eval, pytrec_eval
+  or ranx).
+
+{SYNTAX}
+  Passage metadata also holds source, passage, start and end (and page for a PDF).
 
 examples:
   lfm-colbert search my-index "where do penguins live?"
   lfm-colbert search my-index "¿dónde viven los pingüinos?" -k 3 --filter lang=en,de
+  lfm-colbert search my-index "solar panels" --filter 'year>=2020 AND NOT tags=draft'
   lfm-colbert search my-index --queries examples/queries.txt --json | jq .
+  lfm-colbert search my-index --queries queries.tsv --format trec --group-by-document > run.trec
+  cat questions.txt | lfm-colbert search my-index - -k 5
 """
 
 
@@ -32,71 +46,110 @@ def register(subparsers: Any) -> None:
         "search", help="search an index", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("index", metavar="DIR", help="index directory")
-    p.add_argument("queries", nargs="*", metavar="QUERY", help="one or more queries")
-    p.add_argument("--queries", "-Q", dest="queries_file", metavar="FILE", help="read queries from FILE, one per line")
+    p.add_argument("queries", nargs="*", metavar="QUERY", help="one or more queries ('-': read them from standard input)")
+    p.add_argument("--queries", "-Q", dest="queries_file", metavar="FILE",
+                   help="read queries from FILE (or '-', standard input); see above for the format")
     p.add_argument("-k", type=int, default=10, help="results per query (default 10)")
-    p.add_argument("--filter", "-f", action="append", default=[], metavar="KEY=VALUE", help="metadata filter (repeatable)")
-    p.add_argument("--json", action="store_true", help="JSON Lines output: {query, hits: [{rank, id, score, text, metadata}]}")
-    p.add_argument("--model", "-m", default=None, help="hub id or local checkpoint (default: the index's model)")
+    add_filter(p)
+    p.add_argument("--group-by-document", action="store_true",
+                   help="one hit per source document, with its best passage")
+    p.add_argument("--format", choices=["text", "json", "trec"], default=None, help="output format (default text)")
+    p.add_argument("--json", action="store_true", help="JSON Lines output, the same as --format json")
+    p.add_argument("--run-tag", default="lfm-colbert", metavar="TAG", help="the last column of --format trec")
+    p.add_argument("--model", "-m", default=None,
+                   help="hub id or local checkpoint (default: $LFM_COLBERT_MODEL, else the index's model); "
+                        "checked against the index's model")
     add_placement(p)
     p.set_defaults(func=run)
 
 
-def parse_filters(items: list[str]) -> dict[str, Any] | None:
-    """["lang=en,es", "year=2020"] -> {"lang": ["en", "es"], "year": ["2020", 2020]}."""
-    if not items:
-        return None
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"bad --filter {item!r}: use KEY=VALUE")
-        values: list[Any] = []
-        for v in value.split(","):
-            values.append(v)
-            try:
-                parsed = json.loads(v)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(parsed, (int, float, bool)) and parsed not in values:
-                values.append(parsed)
-        out.setdefault(key.strip(), []).extend(values)
+def _queries(args: argparse.Namespace) -> list[Item]:
+    given = list(args.queries)
+    if "-" in given and args.queries_file == "-":
+        raise InputError("standard input can hold the queries once: give '-' or --queries -, not both")
+    queries = [Item(str(n), q) for n, q in enumerate((q for q in given if q != "-"), 1)]
+    if "-" in given:
+        queries += read_queries("-")
+    if args.queries_file:
+        queries += read_queries(args.queries_file)
+    if not queries:
+        raise InputError("give at least one query (or --queries FILE, or '-' to read them from standard input)")
+    if any(not q.text.strip() for q in queries):
+        raise InputError("a query must be a non-empty string")
+    check_unique(queries, "query")
+    return queries
+
+
+def _format(args: argparse.Namespace) -> str:
+    if args.json and args.format not in (None, "json"):
+        raise InputError(f"--json and --format {args.format} disagree; give one")
+    return "json" if args.json else args.format or "text"
+
+
+def _rows(results: list[Any], grouped: bool) -> list[list[dict[str, Any]]]:
+    """Each query's hits as plain dicts: {rank, id, score, text, metadata} (+ passage_id, passages when grouped)."""
+    out = []
+    for hits in results:
+        rows = []
+        for rank, h in enumerate(hits, 1):
+            if grouped:
+                p = h.passage
+                rows.append({"rank": rank, "id": h.id, "score": h.score, "passage_id": p.id, "passages": h.passages,
+                             "text": p.text, "metadata": p.metadata})
+            else:
+                rows.append({"rank": rank, **h.to_dict()})
+        out.append(rows)
     return out
 
 
-def _snippet(text: str | None, width: int = 160) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+def print_results(queries: list[Item], rows: list[list[dict[str, Any]]], fmt: str, run_tag: str = "lfm-colbert") -> None:
+    """Print ranked rows per query as text, JSON Lines or a TREC run."""
+    if fmt == "trec":
+        bad = next((r["id"] for hits in rows for r in hits if not r["id"] or any(c.isspace() for c in r["id"])), None)
+        bad_q = next((q.id for q in queries if any(c.isspace() for c in q.id)), None)
+        if bad is not None or bad_q is not None:
+            raise InputError(f"the id {bad if bad is not None else bad_q!r} holds white space, which a TREC run cannot; "
+                             "use --format json")
+    for q, hits in zip(queries, rows):
+        if fmt == "json":
+            print(json.dumps({"query_id": q.id, "query": q.text, "hits": hits}, ensure_ascii=False))
+            continue
+        if fmt == "trec":
+            for r in hits:
+                print(f"{q.id} Q0 {r['id']} {r['rank']} {r['score']:.6f} {run_tag}")
+            continue
+        print(f"query {q.id}: {shorten(q.text)}")
+        if not hits:
+            print("  (no results)")
+        for r in hits:
+            tags = " ".join(f"{k}={v}" for k, v in r["metadata"].items() if k in ("lang", "topic", "page", "row"))
+            more = f" (best of {r['passages']} passages: {r['passage_id']})" if "passages" in r and r["passage_id"] != r["id"] else ""
+            print(f"  {r['rank']:2d}. {r['score']:8.3f}  {r['id']}{more}" + (f"  [{tags}]" if tags else ""))
+            if r["text"]:
+                print(f"      {shorten(r['text'], 160)}")
+        print()
 
 
 def run(args: argparse.Namespace) -> int:
     from lfm_colbert.index import Index
 
-    queries = list(args.queries)
-    if args.queries_file:
-        lines = read_text(args.queries_file).splitlines()
-        queries += [q.strip() for q in lines if q.strip() and not q.lstrip().startswith("#")]
-    if not queries:
-        raise InputError("give at least one query (or --queries FILE)")
+    queries = _queries(args)
+    fmt = _format(args)
     if args.k <= 0:
         raise InputError(f"-k must be a positive integer, not {args.k}")
-    filters = parse_filters(args.filter)
     index = Index(args.index, args.model, create=False, backend=args.backend, device=args.device)
-    results = index.search(queries, k=args.k, filter=filters)
-    for q, hits in zip(queries, results):
-        if args.json:
-            rows = [{"rank": r, **h.to_dict()} for r, h in enumerate(hits, 1)]
-            print(json.dumps({"query": q, "hits": rows}, ensure_ascii=False))
-            continue
-        print(f"query: {q}")
-        if not hits:
-            print("  (no results)")
-        for r, h in enumerate(hits, 1):
-            tags = " ".join(f"{k}={v}" for k, v in h.metadata.items() if k in ("lang", "topic"))
-            print(f"  {r:2d}. {h.score:8.3f}  {h.id}" + (f"  [{tags}]" if tags else ""))
-            if h.text:
-                print(f"      {_snippet(h.text)}")
-        print()
+    filters = index_filter(index, args.filter)
+    texts = [q.text for q in queries]
+    if args.group_by_document:
+        from lfm_colbert.grouping import search_documents
+
+        results = search_documents(index, texts, k=args.k, filter=filters)
+    else:
+        results = index.search(texts, k=args.k, filter=filters)
+    rows = _rows(results, args.group_by_document)
+    if filters is not None and any(not hits for hits in rows) and not index.list(filter=filters, limit=1):
+        print("note: no document matches the filter (`lfm-colbert list DIR --keys` shows the metadata keys)", file=sys.stderr)
+    print_results(queries, rows, fmt, args.run_tag)
     sys.stdout.flush()
     index.close()
     return 0

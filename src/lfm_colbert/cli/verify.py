@@ -16,8 +16,8 @@ mxfp4 0.85). Random-weight test models move much further; give them --min-cosine
 
 examples:
   lfm-colbert verify ./lfm25-4bit --reference LiquidAI/LFM2.5-ColBERT-350M
-  lfm-colbert verify ./lfm25-8bit --reference ./LFM2.5-ColBERT-350M --min-cosine 0.99 --json report.json
-  lfm-colbert verify ./lfm25-bf16 --reference ./LFM2.5-ColBERT-350M --backend mlx --format json
+  lfm-colbert verify ./lfm25-8bit --reference ./LFM2.5-ColBERT-350M --min-cosine 0.99 --output report.json
+  lfm-colbert verify ./lfm25-bf16 --reference ./LFM2.5-ColBERT-350M --backend mlx --json
 """
 
 
@@ -33,8 +33,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="compute dtype for the candidate (default float32: measures the weights alone)")
     p.add_argument("--device", default=None, help="device for the candidate's backend")
-    p.add_argument("--format", default="table", choices=["table", "json"], help="what to print")
-    p.add_argument("--json", metavar="FILE", default=None, help="also write the JSON report to FILE")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    p.add_argument("--output", "-o", metavar="FILE", default=None, help="also write the JSON report to FILE")
+    p.add_argument("--format", choices=["table", "json"], default=None, help=argparse.SUPPRESS)  # before --json
     p.set_defaults(func=run)
 
 
@@ -44,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
     report = verify(args.candidate, args.reference, backend=args.backend, dtype=args.dtype,
                     device=args.device, min_cosine=args.min_cosine)
     data = report.to_dict()
-    if args.json:
-        Path(args.json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    if args.format == "json":
+    if args.output:
+        Path(args.output).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if args.json or args.format == "json":
         print(json.dumps(data, indent=2))
     else:
         print(f"candidate  {report.candidate} ({report.precision}, on {report.backend} {report.dtype})")

@@ -32,7 +32,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from lfm_colbert.errors import IndexFormatError, InputError
+from lfm_colbert.checkpoint import MODEL_ENV_VAR
+from lfm_colbert.errors import CheckpointError, IndexFormatError, InputError
 from lfm_colbert.index import store
 from lfm_colbert.index.exact import ExactSegment, exact_search
 from lfm_colbert.index.metadata import Catalog, clean_metadata
@@ -235,14 +236,23 @@ class Index:
 
     @property
     def model(self) -> Any:
-        """The encoder, loaded on first use (the one given, else the one recorded in the manifest)."""
+        """The encoder, loaded on first use: the one given, else $LFM_COLBERT_MODEL, else the one recorded."""
         if self._model_obj is None:
-            spec = self._model_spec or self.manifest["model"].get("model_id")
+            # The model given, else $LFM_COLBERT_MODEL (say, a local copy), else the one recorded; always checked.
+            spec, origin = self._model_spec, "given"
+            if not spec and os.environ.get(MODEL_ENV_VAR):
+                spec, origin = os.environ[MODEL_ENV_VAR], f"from ${MODEL_ENV_VAR}"
+            elif not spec:
+                spec, origin = self.manifest["model"].get("model_id"), f"recorded in {self.path / store.MANIFEST}"
             if not spec:
-                raise InputError(f"{self.path} holds precomputed vectors only; pass model= to encode text")
-            # Queries are encoded at the precision the documents were (when the index recorded it).
-            model = _load_model(spec, self.manifest["model"].get("dtype"), **self._placement)
-            self._check_model(_describe(model))
+                raise InputError(f"{self.path} holds precomputed vectors and records no model: give one to encode text "
+                                 f"(--model on the command line, model= in Python, or ${MODEL_ENV_VAR})")
+            try:  # Queries are encoded at the precision the documents were (when the index recorded it).
+                model = _load_model(spec, self.manifest["model"].get("dtype"), **self._placement)
+                self._check_model(_describe(model))
+            except (CheckpointError, IndexFormatError) as exc:
+                raise type(exc)(f"{exc} (model {spec!r} {origin}; point elsewhere with --model PATH or "
+                                f"{MODEL_ENV_VAR}=PATH, checked against the index's model fingerprint)") from None
             self._model_obj = model
         return self._model_obj
 

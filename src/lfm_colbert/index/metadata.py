@@ -7,7 +7,6 @@ inserted here, and ids point at (segment, row) pairs only once the transaction c
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from lfm_colbert.errors import IndexFormatError, InputError
+# The filter language lives in its own module; re-exported here for the catalog's callers.
+from lfm_colbert.index.filters import filter_sql  # noqa: F401
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
@@ -38,7 +39,6 @@ CREATE UNIQUE INDEX IF NOT EXISTS docs_slot ON docs(segment, row);
 CREATE INDEX IF NOT EXISTS docs_parent ON docs(parent);
 """
 
-_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
 class Catalog:
@@ -259,30 +259,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):  # numpy / pandas scalars
         return value.item()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def filter_sql(filter: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    """SQL for metadata equality filters: {"lang": "en", "topic": ["ocean", "space"]} (lists mean any of).
-
-    A document whose metadata value is itself a list matches when any of its elements does.
-    """
-    if not isinstance(filter, Mapping) or not filter:
-        raise InputError("a filter must be a non-empty mapping of metadata key to value(s)")
-    clauses, params = [], []
-    for key, value in filter.items():
-        if not isinstance(key, str) or not _KEY.match(key):
-            raise InputError(f"bad filter key {key!r}: use letters, digits, '_', '-' or '.'")
-        values = list(value) if isinstance(value, (list, tuple, set)) else [value]
-        if not values:
-            raise InputError(f"filter {key!r} has an empty list of values")
-        for v in values:
-            if not isinstance(v, (str, int, float, bool)) and v is not None:
-                raise InputError(f"filter {key!r}: values must be strings, numbers or booleans, not {type(v).__name__}")
-        marks, path = ",".join("?" * len(values)), f"'$.\"{key}\"'"
-        # A list-valued key (tags: ["bird", "cold"]) matches when any element does; scalars take the fast test.
-        clauses.append(
-            f"(json_extract(metadata, {path}) IN ({marks}) OR (json_type(metadata, {path}) = 'array' AND "
-            f"EXISTS (SELECT 1 FROM json_each(metadata, {path}) WHERE value IN ({marks}))))"
-        )
-        params.extend(values + values)
-    return " AND ".join(clauses), params
