@@ -121,6 +121,18 @@ async def test_reranker_async_and_untouched_inputs(causal_model):
     assert all("relevance_score" not in d.metadata for d in docs)  # the caller's documents are not modified
 
 
+def test_adapters_on_one_directory_share_one_model(sample_index):
+    from lfm_colbert.integrations import haystack, llamaindex
+
+    path = str(sample_index.path)
+    retriever, reranker = LfmColbertRetriever(index=path), LfmColbertReranker(index=path + "/")
+    assert retriever._handle is reranker._scorer.handle is llamaindex.LfmColbertRetriever(index=path).handle
+    ranker = haystack.LfmColbertRanker(index=path)
+    ranker.warm_up()
+    assert ranker._scorer.handle is retriever._handle
+    assert retriever._handle.call("model") is retriever._handle.call("model")
+
+
 def test_bad_arguments_are_clear_errors(tmp_path, sample_index):
     with pytest.raises(IndexFormatError, match="no lfm-colbert index"):
         LfmColbertRetriever(index=tmp_path / "nothing-here")

@@ -9,7 +9,8 @@ A local `Index` keeps an SQLite connection that only the thread that opened it m
 frameworks call retrievers from thread pools (LangChain's `batch`, MCP's and Haystack's workers) and
 event loops. So the handle opens its own `Index` on one worker thread and runs every local call
 there: any thread can call it, async code awaits it without blocking its loop, and writes are
-serialised. The model object is shared, not loaded twice.
+serialised. The model object is shared, not loaded twice, and adapters given the same index
+directory share one handle (`open_index`): one model in memory for a retriever and its reranker.
 """
 
 from __future__ import annotations
@@ -195,6 +196,24 @@ class IndexHandle:
         return f"IndexHandle({self.location!r}, {kind})"
 
 
+_SHARED: "weakref.WeakValueDictionary[tuple[str, str | None], IndexHandle]" = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def open_index(index: Any, *, model: Any = None, api_key: str | None = None) -> IndexHandle:
+    """`IndexHandle(index, ...)`, one per index directory (and model spec) while any adapter holds it:
+    a retriever and a reranker given the same path share one model in memory, not a copy each."""
+    if isinstance(index, (str, os.PathLike)) and not is_url(index) and (model is None or isinstance(model, (str, os.PathLike))):
+        key = (os.path.realpath(index), None if model is None else os.fspath(model))
+        with _SHARED_LOCK:
+            handle = _SHARED.get(key)
+            if handle is None:
+                handle = IndexHandle(index, model=model)
+                _SHARED[key] = handle
+            return handle
+    return IndexHandle(index, model=model, api_key=api_key)
+
+
 class Scorer:
     """What rerankers score with: the model of `index=` (local), the server's /rerank (URL), or `model=`
     (a loaded ColBERT, a hub id or checkpoint directory; None: $LFM_COLBERT_MODEL, else the default)."""
@@ -202,7 +221,7 @@ class Scorer:
     def __init__(self, *, index: Any = None, model: Any = None, api_key: str | None = None) -> None:
         if index is not None and model is not None:
             raise InputError("give a reranker index= (to use its model or server) or model=, not both")
-        self.handle = IndexHandle(index, api_key=api_key) if index is not None else None
+        self.handle = open_index(index, api_key=api_key) if index is not None else None
         self._model = model
         self._lock = threading.Lock()
 

@@ -19,7 +19,7 @@ import dataclasses
 from typing import Any, Optional, Union
 
 from lfm_colbert.errors import InputError
-from lfm_colbert.integrations._common import IndexHandle, Scorer, _check_k
+from lfm_colbert.integrations._common import IndexHandle, Scorer, _check_k, open_index
 
 try:
     from haystack import Document, component, default_from_dict, default_to_dict
@@ -120,7 +120,7 @@ class LfmColbertRetriever:
     def warm_up(self) -> None:
         """Open the index (and load the model), once; a pipeline calls this before its first run."""
         if self._handle is None:
-            self._handle = IndexHandle(self.index, model=self.model, api_key=_secret_value(self.api_key))
+            self._handle = open_index(self.index, model=self.model, api_key=_secret_value(self.api_key))
             self._handle.call("model")
 
     def to_dict(self) -> dict[str, Any]:

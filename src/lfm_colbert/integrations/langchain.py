@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from lfm_colbert.integrations._common import IndexHandle, Scorer, _check_k
+from lfm_colbert.integrations._common import IndexHandle, Scorer, _check_k, open_index
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun, Callbacks
@@ -65,7 +65,7 @@ class LfmColbertRetriever(DocumentIndex):
     def __init__(self, **data: Any) -> None:
         # Checked before pydantic sees them, so a bad index or k raises lfm-colbert's own error.
         _check_k(data.get("k", 10))
-        handle = IndexHandle(data.get("index"), model=data.get("model"), api_key=data.get("api_key"))
+        handle = open_index(data.get("index"), model=data.get("model"), api_key=data.get("api_key"))
         super().__init__(**data)
         self._handle = handle
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from lfm_colbert.errors import InputError
-from lfm_colbert.integrations._common import IndexHandle, Scorer, _check_k
+from lfm_colbert.integrations._common import IndexHandle, Scorer, _check_k, open_index
 
 try:
     from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -84,7 +84,7 @@ class LfmColbertRetriever(BaseRetriever):
     ) -> None:
         self.k = _check_k(k)
         self.filters = to_filter(filters)  # checked now, not at the first query
-        self.handle = IndexHandle(index, model=model, api_key=api_key)
+        self.handle = open_index(index, model=model, api_key=api_key)
         super().__init__(**kwargs)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from lfm_colbert import __version__
 from lfm_colbert.errors import LfmColbertError
-from lfm_colbert.integrations._common import IndexHandle
+from lfm_colbert.integrations._common import IndexHandle, open_index
 
 try:
     from mcp.server import MCPServer
@@ -75,7 +75,7 @@ def create_server(index: Any, *, allow_writes: bool = False, model: Any = None, 
                   name: str = "lfm-colbert") -> MCPServer:
     """An `MCPServer` whose tools search `index` (an `Index`, an index directory, or a `lfm-colbert serve`
     URL); read-only unless `allow_writes`. `model`: for a directory, the model to search it with."""
-    handle = index if isinstance(index, IndexHandle) else IndexHandle(index, model=model, api_key=api_key)
+    handle = index if isinstance(index, IndexHandle) else open_index(index, model=model, api_key=api_key)
     server = MCPServer(name=name, instructions=INSTRUCTIONS, version=__version__)
 
     async def run(method: str, *args: Any) -> Any:
