@@ -100,8 +100,9 @@ class FakeRemoteIndex:
         self.calls.append(("delete", ids))
         return len(self._handle.call("delete", ids, False))
 
-    def info(self):
-        return {"documents": None}
+    def info(self):  # the served /info carries the metadata keys (RemoteIndex has no metadata_keys())
+        self.calls.append(("info",))
+        return {"metadata_keys": self._handle.call("metadata_keys")}
 
 
 @pytest.fixture

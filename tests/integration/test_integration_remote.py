@@ -88,6 +88,10 @@ def test_mcp_over_a_served_index(served, sample_index, sample_queries):
 
     async def session():
         async with Client(create_server(served)) as client:
+            keys = await client.call_tool("list_metadata_keys", {})
+            assert not keys.is_error and keys.structured_content == sample_index.metadata_keys()
+            missing = await client.call_tool("fetch", {"id": "no-such-id"})
+            assert missing.is_error and "no document with id" in missing.content[0].text
             result = await client.call_tool("search", {"query": sample_queries[4], "k": 4})
             assert not result.is_error
             return [(h["id"], h["score"]) for h in result.structured_content["hits"]]

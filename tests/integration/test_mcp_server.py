@@ -144,6 +144,26 @@ def test_streamable_http_with_writes(sample_index, tmp_path, tiny_model):
     assert [d.id for d in Index(index.path).list()] == ["cafe", "fuji"]
 
 
+def test_remote_mode_tools(fake_remote, sample_index, sample_queries):
+    """create_server(URL): the tools answer through lfm_colbert.client.RemoteIndex (here its stand-in)."""
+    from lfm_colbert.integrations.mcp import create_server
+
+    async def session():
+        async with Client(create_server("http://127.0.0.1:9", allow_writes=True)) as client:
+            hits = await _search(client, sample_queries[2], k=3)
+            keys = await client.call_tool("list_metadata_keys", {})
+            bad = await client.call_tool("search", {"query": "x", "filter": {"bad key!": 1}})
+            gone = await client.call_tool("delete_documents", {"ids": ["no-such-id"]})
+            return hits, keys, bad, gone
+
+    hits, keys, bad, gone = asyncio.run(session())
+    _check_search(hits, sample_index, sample_queries[2], 3)
+    assert keys.structured_content == sample_index.metadata_keys()
+    assert bad.is_error and "bad filter key" in bad.content[0].text
+    assert gone.is_error and "nothing was deleted" in gone.content[0].text
+    assert [c[0] for c in fake_remote[0].calls] == ["search", "info", "search", "get"]
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert main(["mcp", str(tmp_path / "missing")]) == 2
     assert "no index at" in capsys.readouterr().err
