@@ -50,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"index      {info['path']} (format {info['format_version']}, created {info['created']})")
     print(f"model      {model.get('model_id')} ({model.get('variant')}, dim {model.get('dim')}, "
           f"fingerprint {model.get('fingerprint')})")
+    ex = model.get("execution")  # how the model that encoded the documents ran (recorded since issue 19)
+    if ex:
+        print(f"encoded    {ex.get('mode')} ({ex.get('compute_dtype')}, {ex.get('device')}); weights "
+              f"{ex.get('resident_weight_bytes', 0) / 1e6:.0f} MB in memory, {ex.get('file_bytes', 0) / 1e6:.0f} MB on disk")
     print(f"storage    {_storage(info) if st.get('nbits') else 'exact, float16 vectors'}")
     print(f"documents  {info['documents']:,} ({info['tokens']:,} tokens) in {info['segments']} segment(s)")
     if (info["codec_growth"] or 0) >= REFIT_GROWTH:

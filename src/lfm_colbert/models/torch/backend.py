@@ -82,11 +82,13 @@ class TorchBackend:
 
             self.quantized_paths = set(module_params(weights, self.quantization))
             self.layers = install(model, weights, self.quantization, self.dtype, self.device)
+        self.narrow = {"embed_tokens"} if any(k.startswith("embedding: kept") for k in self.layers) else set()
         for name, w in weights.items():
             weights[name] = w.to(device=self.device, dtype=self.dtype)
         missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
         # Layers swapped in by `install` carry their own tensors.
-        missing = [k for k in missing if k.rpartition(".")[0] not in self.quantized_paths]
+        missing = [k for k in missing if k.rpartition(".")[0] not in self.quantized_paths
+                   and not (k == "model.embed_tokens.weight" and "embed_tokens" in self.narrow)]
         if missing or unexpected:
             raise CheckpointError(f"{ckpt.path}: missing tensors {missing[:5]}, unexpected {unexpected[:5]}")
         # Non-persistent buffers are not in the file: rebuild them on the real device.
