@@ -94,6 +94,10 @@ class TorchBackend:
         # Non-persistent buffers are not in the file: rebuild them on the real device.
         model.model.rope = RoPE(ckpt.args.head_dim, ckpt.args.rope_theta).to(self.device)
         self.model = model.eval()
+        if self.native and self.device.type == "cpu":
+            # Big batches dequantize each layer once per call: twice the rows per call halves that
+            # cost (bench/encode.py's docs rows, with both sizes).
+            self.cpu_tokens_per_call = self.quantized_cpu_tokens_per_call
         if self.device.type == "cpu" and pack_linears(model):
             # The tensors left unpacked can be views of the whole loaded file, which would then stay
             # resident next to the packed copies (+550 MiB in bf16): give them their own storage.
@@ -122,6 +126,7 @@ class TorchBackend:
     # (B*S, F) intermediates outgrow the caches and each op faults in fresh pages, which costs
     # 20% of throughput. Rows are independent, so the outputs are the same bit for bit.
     cpu_tokens_per_call = 1024
+    quantized_cpu_tokens_per_call = 2048
 
     @torch.inference_mode()
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

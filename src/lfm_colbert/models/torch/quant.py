@@ -328,9 +328,17 @@ def int4_layout(n: int, k: int, group_size: int, dtype: torch.dtype, device: tor
     if group_size in INT4_GROUP_SIZES and dtype in INT4_KERNEL_DTYPES.get(device.type, ()):
         if device.type == "cpu" and n % 64 == 0:
             return "cpu-kernel"
-        if device.type == "cuda" and n % 8 == 0 and k % 32 == 0:
+        if device.type == "cuda" and n % 8 == 0 and k % 32 == 0 and _cuda_sm80(device):
             return "cuda-kernel"
     return "planar"
+
+
+def _cuda_sm80(device: torch.device) -> bool:
+    """tinygemm's CUDA kernel needs compute capability 8.0 (A100, H100, ...)."""
+    try:
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    except (AssertionError, RuntimeError):  # no CUDA here: the layout is only being asked about
+        return True
 
 
 def _inner_k_tiles(k: int) -> int:
