@@ -10,6 +10,7 @@ close to the fp32 reference as the dequantized bf16 model is.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,12 @@ def builds(tmp_path_factory, real_tokenizer_file) -> dict[tuple[str, str], Path]
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def dequantized(path: Path, dtype: str) -> ColBERT:
+    """The reference: the same build dequantized at load (shared by the tests, loaded once)."""
+    return ColBERT(path, backend="torch", dtype=dtype, device="cpu", dequantize=True)
+
+
 def vectors(model: ColBERT, texts: list[str], is_query: bool) -> tuple[np.ndarray, np.ndarray]:
     """One padded batch through the backend: (B, S, 128) vectors and the tokens that count."""
     tok = model.tokenize(texts, is_query=is_query)
@@ -76,7 +83,7 @@ def test_fp32_native_equals_dequantized(builds, variant, build, kernel, request)
         request.getfixturevalue("int4_kernel_in_fp32")
     path = builds[variant, build]
     native = ColBERT(path, backend="torch", dtype="float32", device="cpu")
-    reference = ColBERT(path, backend="torch", dtype="float32", device="cpu", dequantize=True)
+    reference = dequantized(path, "float32")
     ex = native.describe()["execution"]
     assert ex["mode"] == NATIVE_MODE[build]
     assert reference.describe()["execution"]["mode"] == "dequantized at load to float32"
@@ -93,8 +100,7 @@ def test_fp32_native_equals_dequantized(builds, variant, build, kernel, request)
 def test_bf16_native_is_as_close_to_fp32_as_dequantized_bf16(builds, variant, build):
     path = builds[variant, build]
     native = ColBERT(path, backend="torch", dtype="bfloat16", device="cpu")
-    dequant = ColBERT(path, backend="torch", dtype="bfloat16", device="cpu", dequantize=True)
-    exact = ColBERT(path, backend="torch", dtype="float32", device="cpu", dequantize=True)
+    dequant, exact = dequantized(path, "bfloat16"), dequantized(path, "float32")
     # Queries one at a time: 32 rows, the int4 kernel's regime; documents as one padded batch.
     for texts, is_query in (([QUERIES[0]], True), (DOCS, False)):
         n, keep = vectors(native, texts, is_query)
@@ -115,7 +121,7 @@ def test_portable_cpu_runs_4bit_natively_in_fp32(builds, monkeypatch):
     assert layouts == {"planar"}
     ex = native.describe()["execution"]
     assert ex["mode"] == "native int4" and "portable" in ex["cpu"]
-    reference = ColBERT(path, backend="torch", device="cpu", dequantize=True)
+    reference = dequantized(path, "float32")
     a, keep = vectors(native, DOCS, False)
     b, _ = vectors(reference, DOCS, False)
     assert cosines(a, b, keep).min() >= 0.9999
@@ -137,7 +143,7 @@ def test_cuda_native_is_as_close_to_fp32_as_dequantized_bf16(builds, build):
     path = builds["lfm2.5", build]
     native = ColBERT(path, backend="torch", dtype="bfloat16", device="cuda")
     dequant = ColBERT(path, backend="torch", dtype="bfloat16", device="cuda", dequantize=True)
-    exact = ColBERT(path, backend="torch", dtype="float32", device="cpu", dequantize=True)
+    exact = dequantized(path, "float32")
     if build == "4bit":
         assert {m.layout for m in native.backend.model.modules() if isinstance(m, Int4Linear)} >= {"cuda-kernel"}
     for texts, is_query in ((QUERIES, True), (DOCS, False)):
