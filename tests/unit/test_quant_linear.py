@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from lfm_colbert.models.torch import cpu as cpu_mod
 from lfm_colbert.models.torch import quant
 from lfm_colbert.models.torch.backend import default_dtype
-from lfm_colbert.models.torch.quant import Int4Linear, Int8Linear, mlx_codes
+from lfm_colbert.models.torch.quant import Int4Linear, Int8Linear, cpu_int4_block, mlx_codes
 
 mx = pytest.importorskip("mlx.core")
 
@@ -28,7 +28,7 @@ def layers(n: int, k: int, bits: int, dtype: torch.dtype) -> list[torch.nn.Modul
     if bits == 8:
         return [Int8Linear(codes, s, b, 64, dtype)]
     out = [Int4Linear(codes, s, b, 64, dtype, "planar")]
-    if n % 64 == 0:
+    if n % cpu_int4_block() == 0:
         out.append(Int4Linear(codes, s, b, 64, dtype, "cpu-kernel"))
     return out
 

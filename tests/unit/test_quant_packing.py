@@ -9,6 +9,7 @@ import torch
 
 from lfm_colbert.models.torch.quant import (
     Int4Linear,
+    cpu_int4_block,
     Int8Linear,
     QuantizedEmbedding,
     int4_layout,
@@ -25,10 +26,16 @@ mx = pytest.importorskip("mlx.core")
 
 from mlx_quant import mlx_quantized, to_torch  # noqa: E402
 
-SHAPES = [(64, 64), (128, 192), (192, 320), (96, 64)]  # (out N, in K); K = 3 and 5 groups of 64
+SHAPES = [(64, 64), (128, 192), (192, 320), (96, 64), (48, 64)]  # (out N, in K); K = 3 and 5 groups of 64
+BLOCK = cpu_int4_block()  # rows per block of ATen's CPU int4 layout here: 64 (AVX-512) or 32 (AVX2)
+KERNEL_SHAPES = [s for s in SHAPES if BLOCK and s[0] % BLOCK == 0]
 
 
-@pytest.mark.parametrize("n,k", [s for s in SHAPES if s[0] % 64 == 0])  # whole blocks of 64 rows
+def test_cpu_layout_block_follows_the_isa_aten_dispatches_to():
+    assert BLOCK == (64 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 32)
+
+
+@pytest.mark.parametrize("n,k", KERNEL_SHAPES)
 def test_int4_cpu_kernel_layout_round_trips(n, k):
     packed, _, _, _ = mlx_quantized(n, k, 4)
     codes = mlx_codes(packed, 4)
@@ -45,7 +52,7 @@ def test_int4_planar_layout_round_trips(n, k):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("n,k", [s for s in SHAPES if s[0] % 64 == 0])
+@pytest.mark.parametrize("n,k", KERNEL_SHAPES)
 def test_int4_cpu_kernel_multiplies_by_mx_dequantize_exactly(n, k, dtype):
     """The kernel's own weights (an identity matrix through it) are mx.dequantize's: zero = b + 8 s."""
     packed, s, b, ref = mlx_quantized(n, k, 4, seed=n + k)
@@ -70,7 +77,7 @@ def test_layer_weights_equal_mx_dequantize(n, k, bits, dtype):
     if bits == 8:
         layers = [Int8Linear(codes, s, b, 64, dtype)]
     else:
-        layouts = ["planar"] + (["cpu-kernel"] if n % 64 == 0 else [])
+        layouts = ["planar"] + (["cpu-kernel"] if (n, k) in KERNEL_SHAPES else [])
         layers = [Int4Linear(codes, s, b, 64, dtype, layout) for layout in layouts]
     for layer in layers:
         got = layer.dequantized(dtype)
@@ -107,7 +114,7 @@ def test_layout_is_picked_from_device_dtype_and_shape():
     cpu = torch.device("cpu")
     assert int4_layout(4608, 1024, 64, torch.bfloat16, cpu) == "cpu-kernel"
     assert int4_layout(4608, 1024, 64, torch.float32, cpu) == "planar"  # ATen's fp32 int4 kernel is scalar
-    assert int4_layout(32, 64, 64, torch.bfloat16, cpu) == "planar"  # not whole blocks of 64 rows
+    assert int4_layout(48, 64, 64, torch.bfloat16, cpu) == "planar"  # not whole blocks of rows
     assert int4_layout(4608, 1024, 64, torch.bfloat16, torch.device("cuda")) == "cuda-kernel"
     assert int4_layout(4608, 1024, 64, torch.float16, torch.device("cuda")) == "planar"
 

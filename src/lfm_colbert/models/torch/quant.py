@@ -24,6 +24,7 @@ q in [0, 2^bits). What each layer keeps in memory and how it multiplies, chosen 
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from typing import Any
@@ -60,21 +61,44 @@ def scale_and_zeros(scales: torch.Tensor, biases: torch.Tensor, dtype: torch.dty
 
 
 def pack_int4_cpu(codes: torch.Tensor) -> torch.Tensor:
-    """codes (N, K) -> the CPU kernel's layout: (N, K/2) uint8, blocks of 64 rows interleaved."""
+    """codes (N, K) -> the CPU kernel's layout: (N, K/2) uint8, blocks of rows interleaved (64 rows
+    under AVX-512, 32 under AVX2: see `unpack_int4_cpu`)."""
     return torch._convert_weight_to_int4pack_for_cpu(codes.to(torch.int32).contiguous(), 1)
 
 
-def unpack_int4_cpu(packed: torch.Tensor, n: int, k: int, out: torch.Tensor | None = None) -> torch.Tensor:
-    """The CPU kernel's layout (N % 64 == 0) -> codes transposed, (K, N) uint8.
+def unpack_int4_cpu(packed: torch.Tensor, n: int, k: int, out: torch.Tensor | None = None,
+                    block: int | None = None) -> torch.Tensor:
+    """The CPU kernel's layout -> codes transposed, (K, N) uint8 (N a multiple of `block`).
 
-    With 64-row blocks the kernel stores, for block nb and input k, 32 bytes whose low nibbles are
-    rows nb*64 + 0..31 and high nibbles rows nb*64 + 32..63."""
-    src = packed.view(n // 64, k, 32).transpose(0, 1)  # (K, NB, 32)
+    ATen packs rows in blocks of 64 under AVX-512 and 32 under AVX2 (`cpu_int4_block`): for block
+    nb and input k it stores block/2 bytes whose low nibbles are rows nb*block + 0..block/2-1 and
+    high nibbles the block's other half."""
+    block = block or cpu_int4_block()
+    if block is None or n % block:
+        raise ValueError(f"no known CPU int4 layout for {n} rows on this machine")
+    h = block // 2
+    src = packed.view(n // block, k, h).transpose(0, 1)  # (K, NB, block/2)
     out = torch.empty(k, n, dtype=torch.uint8, device=packed.device) if out is None else out
-    o = out.view(k, n // 64, 2, 32)
+    o = out.view(k, n // block, 2, h)
     torch.bitwise_and(src, 15, out=o[:, :, 0])
     torch.bitwise_right_shift(src, 4, out=o[:, :, 1])
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_int4_block() -> int | None:
+    """Rows per block of ATen's CPU int4 layout in this process (it follows the ISA ATen dispatches
+    to: 64 with AVX-512, 32 with AVX2), found by packing a probe and reading it back each way; None
+    where neither reading fits (the 4-bit layers then stay planar)."""
+    codes = (torch.arange(64 * 64) * 7 % 16).view(64, 64).to(torch.uint8)
+    try:
+        packed = pack_int4_cpu(codes)
+    except RuntimeError:  # pragma: no cover - a build without the kernel
+        return None
+    for block in (64, 32):
+        if torch.equal(unpack_int4_cpu(packed, 64, 64, block=block), codes.t()):
+            return block
+    return None
 
 
 def pack_int4_cuda(codes: torch.Tensor, inner_k_tiles: int) -> torch.Tensor:
@@ -326,7 +350,8 @@ class NarrowEmbedding(nn.Module):
 def int4_layout(n: int, k: int, group_size: int, dtype: torch.dtype, device: torch.device) -> str:
     """The layout a 4-bit layer keeps, from the device, the compute dtype and the kernels' shape rules."""
     if group_size in INT4_GROUP_SIZES and dtype in INT4_KERNEL_DTYPES.get(device.type, ()):
-        if device.type == "cpu" and n % 64 == 0:
+        block = cpu_int4_block() if device.type == "cpu" else None
+        if block and n % block == 0:
             return "cpu-kernel"
         if device.type == "cuda" and n % 8 == 0 and k % 32 == 0 and _cuda_sm80(device):
             return "cuda-kernel"
