@@ -3,7 +3,6 @@ path (int4 kernel, int4 / int8 dequantized per call) and many shapes; the portab
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +10,8 @@ import torch.nn.functional as F
 from lfm_colbert.models.torch import cpu as cpu_mod
 from lfm_colbert.models.torch import quant
 from lfm_colbert.models.torch.backend import default_dtype
-from lfm_colbert.models.torch.quant import Int4Linear, Int8Linear, cpu_int4_block, mlx_codes
+from lfm_colbert.models.torch.qlayout import cpu_int4_block, mlx_codes
+from lfm_colbert.models.torch.quant import Int4Linear, Int8Linear
 
 mx = pytest.importorskip("mlx.core")
 

@@ -7,12 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from lfm_colbert.models.torch.quant import (
-    Int4Linear,
+from lfm_colbert.models.torch.qlayout import (
     cpu_int4_block,
-    Int8Linear,
-    QuantizedEmbedding,
-    int4_layout,
     mlx_codes,
     pack_int4_cpu,
     pack_int4_cuda,
@@ -21,6 +17,7 @@ from lfm_colbert.models.torch.quant import (
     unpack_int4_cpu,
     unpack_int4_planar,
 )
+from lfm_colbert.models.torch.quant import Int4Linear, Int8Linear, QuantizedEmbedding, int4_layout
 
 mx = pytest.importorskip("mlx.core")
 
