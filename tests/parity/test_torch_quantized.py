@@ -25,6 +25,7 @@ from lfm_colbert import ColBERT  # noqa: E402
 from lfm_colbert.convert import convert  # noqa: E402
 from lfm_colbert.models.torch import cpu as cpu_mod  # noqa: E402
 from lfm_colbert.models.torch import quant  # noqa: E402
+from lfm_colbert.models.torch.lfm2 import param_count  # noqa: E402
 from lfm_colbert.models.torch.quant import Int4Linear, Int8Linear, resident_weight_bytes  # noqa: E402
 
 # 4bit-emb: 4-bit with the token embedding quantized too (convert's default keeps it bf16 for 4-bit).
@@ -166,6 +167,7 @@ def test_full_size_4bit_resident_weights(full_checkpoint, tmp_path_factory):
     assert ex["mode"] == "native int4" and ex["file_bytes"] == file_bytes
     resident = resident_weight_bytes(model.backend.model)
     assert resident == ex["resident_weight_bytes"] <= 1.15 * file_bytes
+    assert param_count(model.backend.model) == 353_453_824  # every weight is there, packed
     (query,) = model.encode(["where do penguins live"], is_query=True)
     assert query.shape == (32, 128) and np.isfinite(query).all()
     np.testing.assert_allclose(np.linalg.norm(query, axis=1), 1.0, atol=1e-3)
