@@ -106,7 +106,7 @@ class TorchBackend:
 
     def execution(self) -> dict:
         """How the weights run here and what they occupy (JSON-able; `ColBERT.describe()`)."""
-        from lfm_colbert.models.torch.quant import execution_mode, resident_weight_bytes
+        from lfm_colbert.models.torch.quant import execution_mode, resident_weight_bytes, scratch_bytes
 
         if not self.quantization:
             mode = f"float ({self.dtype_name})"
@@ -118,6 +118,8 @@ class TorchBackend:
                "resident_weight_bytes": resident_weight_bytes(self.model), "file_bytes": self.file_bytes}
         if self.layers:
             out["layers"] = dict(self.layers)
+            # Beside the weights: one layer dequantized at a time, per encoding thread.
+            out["scratch_bytes_per_thread"] = scratch_bytes(self.model, self.dtype)
         if self.device.type == "cpu":
             out["cpu"] = cpu_features().describe()
         return out

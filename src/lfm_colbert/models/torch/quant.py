@@ -378,6 +378,18 @@ def execution_mode(model: nn.Module) -> str:
     return ", ".join(parts) or "float"
 
 
+def scratch_bytes(model: nn.Module, dtype: torch.dtype) -> int:
+    """Most bytes the per-thread scratch holds while `model` runs: its largest layer dequantized
+    (in fp32 first for fp16 models) plus, for 4-bit, that layer's unpacked codes."""
+    size = torch.tensor([], dtype=_param_dtype(dtype)).element_size()
+    out = 0
+    for m in model.modules():
+        if isinstance(m, QuantizedLinear):
+            n = m.in_features * m.out_features
+            out = max(out, n * size + (n if isinstance(m, Int4Linear) else 0))
+    return out
+
+
 def resident_weight_bytes(model: nn.Module) -> int:
     """Bytes of every parameter and buffer, each storage counted once and whole (a view of a larger
     storage counts all of it), plus oneDNN-packed weights (opaque: counted as elements x size)."""
