@@ -51,3 +51,25 @@ def test_info_prints_how_the_documents_were_encoded(eight_bit, tmp_path, capsys)
     assert main(["info", str(tmp_path / "idx")]) == 0
     out = capsys.readouterr().out
     assert "encoded    native int8 (bfloat16, cpu)" in out and "MB in memory" in out
+
+
+def test_a_broken_quantized_file_gets_a_clear_error(eight_bit, tmp_path):
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from lfm_colbert.errors import CheckpointError
+
+    bad = tmp_path / "bad"
+    shutil.copytree(eight_bit, bad)
+    weights = load_file(str(bad / "model.safetensors"))
+    weights["model.layers.0.conv.in_proj.scales"] = weights["model.layers.0.conv.in_proj.scales"][:5].clone()
+    save_file(weights, str(bad / "model.safetensors"))
+    with pytest.raises(CheckpointError):
+        ColBERT(bad, backend="torch", device="cpu")
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["quantization"]["quantized"].append("model.layers.0.no_such_proj")
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="disagree"):
+        ColBERT(bad, backend="torch", device="cpu")

@@ -85,7 +85,10 @@ class TorchBackend:
         self.narrow = {"embed_tokens"} if any(k.startswith("embedding: kept") for k in self.layers) else set()
         for name, w in weights.items():
             weights[name] = w.to(device=self.device, dtype=self.dtype)
-        missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+        try:
+            missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+        except RuntimeError as exc:  # wrong shapes in a file validate_shapes could not check (quantized)
+            raise CheckpointError(f"{ckpt.path}: the weights do not fit the model: {str(exc)[:500]}") from None
         # Layers swapped in by `install` carry their own tensors.
         missing = [k for k in missing if k.rpartition(".")[0] not in self.quantized_paths
                    and not (k == "model.embed_tokens.weight" and "embed_tokens" in self.narrow)]

@@ -299,12 +299,23 @@ def _inner_k_tiles(k: int) -> int:
     return next(t for t in (8, 4, 2) if k % (16 * t) == 0)
 
 
+def check_packed(packed: torch.Tensor, scales: torch.Tensor, biases: torch.Tensor | None, bits: int,
+                 group_size: int) -> tuple[int, int]:
+    """(out, in) of a packed weight whose scales / biases fit it; a CheckpointError otherwise."""
+    if packed.dtype not in (torch.uint32, torch.int32) or packed.ndim != 2:
+        raise CheckpointError(f"a quantized weight must be 2-d uint32, got {packed.dtype} {tuple(packed.shape)}")
+    n, k = packed.shape[0], packed.shape[1] * 32 // bits
+    for name, t in (("scales", scales), ("biases", biases)):
+        if t is not None and tuple(t.shape) != (n, k // group_size):
+            raise CheckpointError(f"{name} {tuple(t.shape)} do not fit a packed {n}x{k} weight in groups of {group_size}")
+    return n, k
+
+
 def make_linear(packed: torch.Tensor, scales: torch.Tensor, biases: torch.Tensor | None, p: dict[str, Any],
                 dtype: torch.dtype, device: torch.device) -> nn.Module:
     """One quantized module's tensors (as in the file) -> the layer that runs it here."""
     mode, bits, gs = p["mode"], int(p["bits"]), int(p["group_size"])
-    n = packed.shape[0]
-    k = packed.shape[1] * 32 // bits
+    n, k = check_packed(packed, scales, biases, bits, gs)
     if mode == "affine" and biases is not None and k % gs == 0 and n % 2 == 0 and bits in (4, 8):
         codes = mlx_codes(packed, bits).to(device)
         scales, biases = scales.to(device), biases.to(device)
@@ -339,6 +350,7 @@ def install(model: nn.Module, weights: dict[str, torch.Tensor], quantization: di
         except AttributeError:
             raise CheckpointError(f"the checkpoint quantizes {path!r}, which this model does not have") from None
         if isinstance(old, nn.Embedding):
+            check_packed(packed, scales, biases, int(p["bits"]), int(p["group_size"]))
             new: nn.Module = QuantizedEmbedding(packed.to(device), scales.to(device),
                                                 None if biases is None else biases.to(device), p, dtype)
             if (new.num_embeddings, new.embedding_dim) != (old.num_embeddings, old.embedding_dim):
