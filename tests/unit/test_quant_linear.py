@@ -97,3 +97,14 @@ def test_portable_switch_makes_the_avx2_choices(monkeypatch):
     assert "portable" in cpu_mod.capabilities_line()
     monkeypatch.setenv(cpu_mod.PORTABLE_ENV, "0")
     assert not cpu_mod.cpu_features().portable
+
+
+def test_scratch_works_in_and_out_of_inference_mode(monkeypatch):
+    monkeypatch.setattr(quant.SCRATCH, "bufs", {})  # fresh buffers, first made below
+    packed, s, b, _ = mlx_quantized(128, 192, 8, seed=11)
+    layer = Int8Linear(mlx_codes(packed, 8), s, b, 64, torch.float32)
+    x = torch.randn(3, 192)
+    with torch.inference_mode():
+        a = layer(x)  # the scratch buffer is first made here
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), a)

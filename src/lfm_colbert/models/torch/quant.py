@@ -68,7 +68,10 @@ class _Scratch(threading.local):
         key = (slot, dtype, device)
         buf = self.bufs.get(key)
         if buf is None or buf.numel() < n:
-            buf = self.bufs[key] = torch.empty(n, dtype=dtype, device=device)
+            # A normal tensor even when first asked for under inference_mode (as the backend's
+            # forward runs): it can then be written in and out of that mode alike.
+            with torch.inference_mode(False):
+                buf = self.bufs[key] = torch.empty(n, dtype=dtype, device=device)
         return buf[:n].view(shape)
 
 
