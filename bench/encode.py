@@ -8,6 +8,10 @@ both alike; ratios are the numbers to read.
     python bench/encode.py                     # default: 32 x 256-token docs, 48 SciFact abstracts
     python bench/encode.py --docs 64 --scifact 128 --repeats 3 --json out.json
     python bench/encode.py --device cuda --docs 256 --scifact 512 --batch-size 64   # on a GPU
+    python bench/encode.py --sections quantized  # only the 8-bit / 4-bit rows (bench/encode_quantized.py)
+
+On an AVX-512 machine, `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2` runs PyTorch's and
+oneDNN's AVX2 code paths (no native bf16: the default dtype becomes fp32), as an AVX2-only CPU would.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ sys.path.insert(0, str(REPO / "tests" / "parity"))  # the test reference doubles
 from hf_reference import HFReference  # noqa: E402
 
 from lfm_colbert import ColBERT  # noqa: E402
+from lfm_colbert.models.torch.cpu import capabilities_line  # noqa: E402
 from lfm_colbert.models.torch.lfm2 import Linear  # noqa: E402
 from lfm_colbert.synthetic import write_checkpoint  # noqa: E402
 
@@ -238,7 +243,12 @@ def main() -> None:
     ap.add_argument("--dtypes", default="bfloat16,float32")
     ap.add_argument("--device", default="cpu", help="torch device for both engines, e.g. cuda")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--sections", default="engines,quantized",
+                    help="engines (ours vs transformers), quantized (8-bit / 4-bit natively; CPU only)")
+    ap.add_argument("--e2e-docs", type=int, default=5000, help="documents in the end-to-end query's index")
+    ap.add_argument("--table-rows", default="1,8,32,128,1024", help="M values for the linear-layers table")
     args = ap.parse_args()
+    sections = set(args.sections.split(","))
 
     torch.set_num_threads(os.cpu_count() or 1)
     if not (args.checkpoint / "model.safetensors").is_file():
@@ -247,7 +257,20 @@ def main() -> None:
         write_checkpoint(args.checkpoint, size="full", dtype="bfloat16", tokenizer_file=tok if tok.is_file() else None)
 
     device = args.device
-    results: dict = {"device": torch.cuda.get_device_name() if device.startswith("cuda") else "CPU",
+    print(f"CPU: {capabilities_line()}", flush=True)
+    results: dict = {"cpu": capabilities_line()}
+    if "quantized" in sections and device == "cpu":
+        import encode_quantized
+
+        results["quantized"] = encode_quantized.run(
+            args.checkpoint, scifact_texts(args.scifact), args.batch_size, args.queries, args.repeats,
+            args.e2e_docs, [int(x) for x in args.table_rows.split(",")])
+        encode_quantized.report(results["quantized"])
+    if "engines" not in sections:
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2, default=str))
+        return
+    results |= {"device": torch.cuda.get_device_name() if device.startswith("cuda") else "CPU",
                      "threads": torch.get_num_threads(), "gemm_flops": {}, "runs": [], "load": [os.getloadavg()[0]]}
     # Two bf16 engines cannot agree better than bf16 allows; the fp32 reference shows whether each is
     # as close to the exact result as the other (checked on a few rows of each workload).
@@ -315,6 +338,7 @@ def main() -> None:
 def print_report(r: dict) -> None:
     print(f"\nEncoder benchmark: full-size synthetic LFM2.5 (random weights), {r['device']}, {r['threads']} CPU threads, "
           f"load average {r['load'][0]:.1f} at start, {r['load'][1]:.1f} at end")
+    print(f"CPU: {r['cpu']}")
     for dt, f in r["gemm_flops"].items():
         print(f"  GEMM rate {dt}: {f / 1e9:.0f} GFLOP/s (2048x1024 @ 1024x4608)")
     print("\n| dtype | workload | lfm-colbert | transformers | ratio | % of GEMM roofline (ours / ref) "

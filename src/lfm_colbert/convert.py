@@ -8,7 +8,7 @@
       README.md                        model card: sizes, precision, recipe, measured fidelity
       LICENSE                          copied from the source when it has one
 
-Both backends load OUT with the same call as the original (MLX natively, PyTorch by dequantizing).
+Both backends load OUT with the same call as the original (8-bit and 4-bit natively; mxfp4 dequantized to bf16 in PyTorch).
 Everything is written to a temporary directory beside OUT and renamed into place at the end.
 """
 
@@ -242,7 +242,7 @@ def _write_card(tmp: Path, name: str, ckpt: Checkpoint, precision: str, quant: d
         f"An MLX conversion of `{source}` ({'LFM2.5, bidirectional' if not ckpt.args.is_causal else 'LFM2, causal'}),",
         f"made with `lfm-colbert convert --precision {precision}` on {date.today().isoformat()}.",
         "It is self-contained: the `lfm-colbert` package runs it on MLX (Apple Silicon) or on PyTorch",
-        "(any platform, by dequantizing), with no mlx-lm or mlx-embeddings needed.",
+        "(any platform; 8-bit and 4-bit stay packed in memory), with no mlx-lm or mlx-embeddings needed.",
         "",
         "## Precision and size",
         "",

@@ -31,6 +31,9 @@ class ColBERT:
         backend: "auto" (MLX on Apple Silicon, else PyTorch), "torch" or "mlx".
         dtype: "float32", "bfloat16" or "float16"; None picks bf16 where the hardware runs it natively.
         device: PyTorch device ("cpu", "cuda", "cuda:1", "mps"); None picks CUDA when present.
+        dequantize: for an 8-bit / 4-bit / mxfp4 checkpoint (`lfm-colbert convert`), True runs it on
+            float weights dequantized at load; None (default) runs it natively where the backend
+            can, keeping it packed in memory (`describe()["execution"]` says how).
         query_length, document_length, do_query_expansion, attend_to_expansion_tokens:
             override the checkpoint's `config_sentence_transformers.json`.
     """
@@ -46,6 +49,7 @@ class ColBERT:
         document_length: int | None = None,
         do_query_expansion: bool | None = None,
         attend_to_expansion_tokens: bool | None = None,
+        dequantize: bool | None = None,
     ) -> None:
         self.checkpoint = ckpt = load_checkpoint(model)
         ckpt.settings = ckpt.settings.replace(
@@ -60,7 +64,7 @@ class ColBERT:
                 f"the tokenizer has {self.tokenizer.vocab_size} tokens but the embedding only "
                 f"{ckpt.args.vocab_size} rows: tokenizer and weights do not belong together"
             )
-        self.backend = load_backend(ckpt, backend=backend, dtype=dtype, device=device)
+        self.backend = load_backend(ckpt, backend=backend, dtype=dtype, device=device, dequantize=dequantize)
 
     # -- properties -------------------------------------------------------------------------------
 
@@ -92,6 +96,9 @@ class ColBERT:
             "backend": self.backend.name,
             "dtype": self.backend.dtype_name,
             "quantization": self.checkpoint.quantization,
+            # How the weights run on this machine: mode (float / native int4 / int8 / dequantized),
+            # resident weight bytes against the file's.
+            "execution": self.backend.execution(),
             "settings": {
                 "query_prefix": s.query_prefix,
                 "document_prefix": s.document_prefix,

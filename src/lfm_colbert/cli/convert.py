@@ -11,7 +11,7 @@ HELP = """\
 Convert an LFM2 / LFM2.5 ColBERT checkpoint (hub id or local PyLate-layout directory) into a
 self-contained MLX checkpoint: one safetensors file in MLX layout, the tokenizer and ColBERT
 settings, and a README model card with the sizes and the measured fidelity. Both backends load
-the result (MLX natively, PyTorch by dequantizing), with the same call as the original.
+the result with the same call as the original (8-bit and 4-bit stay packed in memory in both).
 
 precisions:
   bf16    bfloat16, no quantization (~707 MB for the 350M model)

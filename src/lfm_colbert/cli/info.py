@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     else:  # filled with add_vectors and a bare description: nothing to encode queries with
         print(f"model      none recorded (vectors added directly, dim {model.get('dim')}); search with --model "
               "or $LFM_COLBERT_MODEL")
+    ex = model.get("execution")  # how the model that encoded the documents ran (indexes built before: absent)
+    if ex:
+        print(f"encoded    {ex.get('mode')} ({ex.get('compute_dtype')}, {ex.get('device')}); weights "
+              f"{ex.get('resident_weight_bytes', 0) / 1e6:.0f} MB in memory, {ex.get('file_bytes', 0) / 1e6:.0f} MB on disk")
     print(f"storage    {_storage(info) if st.get('nbits') else 'exact, float16 vectors'}"
           + (f"; tokens pooled by {info['pool_factor']}" if info.get("pool_factor") else ""))
     print(f"documents  {info['documents']:,} ({info['tokens']:,} tokens) in {info['segments']} segment(s)")

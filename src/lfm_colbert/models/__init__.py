@@ -21,6 +21,8 @@ class Backend(Protocol):
 
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
 
+    def execution(self) -> dict: ...
+
 
 def is_apple_silicon() -> bool:
     return sys.platform == "darwin" and platform.machine() == "arm64"
@@ -43,16 +45,19 @@ def resolve_backend(backend: str) -> str:
     )
 
 
-def load_backend(ckpt: Checkpoint, backend: str = "auto", dtype: str | None = None, device: str | None = None) -> Backend:
+def load_backend(ckpt: Checkpoint, backend: str = "auto", dtype: str | None = None, device: str | None = None,
+                 dequantize: bool | None = None) -> Backend:
+    """`dequantize`: run a quantized checkpoint on float weights dequantized at load (None: each
+    backend's default, native where it has kernels; see models/torch/quant.py)."""
     name = resolve_backend(backend)
     if name == "torch":
         try:
             from lfm_colbert.models.torch.backend import TorchBackend
         except ImportError as exc:
             raise InputError(f"the torch backend needs PyTorch: pip install 'lfm-colbert[torch]' ({exc})") from None
-        return TorchBackend(ckpt, dtype=dtype, device=device)
+        return TorchBackend(ckpt, dtype=dtype, device=device, dequantize=dequantize)
     try:
         from lfm_colbert.models.mlx.backend import MLXBackend
     except ImportError as exc:
         raise InputError(f"the mlx backend needs MLX: pip install 'lfm-colbert[mlx]' ({exc})") from None
-    return MLXBackend(ckpt, dtype=dtype, device=device)
+    return MLXBackend(ckpt, dtype=dtype, device=device, dequantize=dequantize)

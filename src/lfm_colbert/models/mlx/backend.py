@@ -51,8 +51,9 @@ class MLXBackend:
         if dtype not in DTYPES:
             raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         self.dtype_name, self.dtype = dtype, DTYPES[dtype]
-        quant = ckpt.quantization
+        quant = self.quantization = ckpt.quantization
         self.dequantize = (device == "cpu") if dequantize is None else dequantize
+        self.file_bytes = sum(f.stat().st_size for _, f in ckpt.weight_files)
 
         weights = Model.sanitize(load_weights(ckpt))
         model = Model(ckpt.args)
@@ -77,6 +78,21 @@ class MLXBackend:
         model.eval()
         mx.eval(model.parameters())
         self.model = model
+
+    def execution(self) -> dict:
+        """How the weights run here and what they occupy (mirrors the PyTorch backend's)."""
+        from mlx.utils import tree_flatten
+
+        if not self.quantization:
+            mode = f"float ({self.dtype_name})"
+        elif self.dequantize:
+            mode = f"dequantized at load to {self.dtype_name}"
+        else:
+            q = self.quantization
+            mode = f"native MLX {q.get('mode', 'affine')} {q.get('bits')}-bit (QuantizedLinear / QuantizedEmbedding)"
+        resident = sum(p.nbytes for _, p in tree_flatten(self.model.parameters()))
+        return {"mode": mode, "device": "gpu" if self.device == mx.gpu else "cpu", "compute_dtype": self.dtype_name,
+                "resident_weight_bytes": int(resident), "file_bytes": self.file_bytes}
 
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """(B, S) ids and mask -> (B, S, 128) float32 L2-normalised vectors."""

@@ -224,6 +224,8 @@ class Model(nn.Module):
 
 
 def param_count(model: nn.Module) -> int:
-    """Parameters, counting a packed Linear's weight (no longer a Parameter) as in x out."""
+    """Parameters, counting a packed Linear's weight (no longer a Parameter) as in x out, and a
+    quantized layer's (models/torch/quant.py, buffers) by its logical shape."""
     packed = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, Linear) and m.packed is not None)
-    return packed + sum(math.prod(p.shape) for p in model.parameters())
+    quantized = sum(m.logical_params() for m in model.modules() if hasattr(m, "logical_params"))
+    return packed + quantized + sum(math.prod(p.shape) for p in model.parameters())
