@@ -156,7 +156,7 @@ def test_a_reader_racing_a_writer_answers_from_one_committed_state(tmp_path, cor
     reader = Index(path)
     top = reader.search_vectors(queries[0], k=3)[0].id
 
-    rank, raced = reader._rank, []
+    rank, raced = reader._reader.rank, []
 
     def rank_then_writer_deletes(*args):
         out = rank(*args)
@@ -164,13 +164,13 @@ def test_a_reader_racing_a_writer_answers_from_one_committed_state(tmp_path, cor
             raced.append(writer.delete([top]))  # the reader's hit list now names a deleted slot
         return out
 
-    reader._rank = rank_then_writer_deletes
+    reader._reader.rank = rank_then_writer_deletes
     hits = reader.search_vectors(queries[0], k=3)
     assert raced and top not in [h.id for h in hits]
     assert hits == Index(path).search_vectors(queries[0], k=3)
 
     writer.add_vectors(docs[40:60], ids=[f"d{i}" for i in range(40, 60)])  # a segment the reader has not opened
-    load, calls = reader._load, []
+    load, calls = reader._reader.load, []
 
     def writer_compacts_then_load(*args):
         if not calls:  # deleting a third of everything rewrites every segment and removes the old files
@@ -178,7 +178,7 @@ def test_a_reader_racing_a_writer_answers_from_one_committed_state(tmp_path, cor
         calls.append(1)
         return load(*args)
 
-    reader._load = writer_compacts_then_load
+    reader._reader.load = writer_compacts_then_load
     hits = reader.search_vectors(queries[0], k=5)
     assert len(calls) == 2  # the first load named removed files and failed; the second read the new state
     assert hits == Index(path).search_vectors(queries[0], k=5)
