@@ -16,7 +16,8 @@ import numpy as np
 
 from lfm_colbert.index.exact import ExactSegment, exact_search
 from lfm_colbert.index.plaid import Codec, PlaidParams, PlaidSegment, build_ivf, default_centroids, plaid_search
-from lfm_colbert.index.segments import read_segment
+from lfm_colbert.errors import IndexFormatError
+from lfm_colbert.index.segments import read_segment, segment_dir
 from lfm_colbert.scoring import stack_queries, token_ranges
 
 Segment = ExactSegment | PlaidSegment
@@ -33,11 +34,13 @@ def is_coded(record: Mapping[str, Any]) -> bool:
     return "codes.npy" in record["files"]
 
 
-def open_segment(root: Path, record: Mapping[str, Any], verify: bool) -> Segment:
+def open_segment(root: Path, record: Mapping[str, Any], verify: bool, dim: int, codec: Codec | None) -> Segment:
     """A segment's arrays as the kernels take them; big ones memory-mapped. Every document starts dead
-    (`with_alive` sets the live rows of a state)."""
+    (`with_alive` sets the live rows of a state). Shapes are checked against the catalog's record,
+    the index's dimension and the codec; with `verify`, checksums and every code too."""
     coded = is_coded(record)
     a = read_segment(root, record, verify, mmap=("residuals", "vectors") if coded else ("vectors",))
+    _check_arrays(segment_dir(root, record["id"]), record, a, dim, codec if coded else None, coded, verify)
     doclens = a["doclens"].astype(np.int64)
     offsets = np.zeros(len(doclens) + 1, dtype=np.int64)
     np.cumsum(doclens, out=offsets[1:])
@@ -45,6 +48,45 @@ def open_segment(root: Path, record: Mapping[str, Any], verify: bool) -> Segment
     if coded:
         return PlaidSegment(a["codes"], a["residuals"], offsets, a["ivf_offsets"], a["ivf_docs"], alive, a.get("vectors"))
     return ExactSegment(a["vectors"], offsets, alive)
+
+
+def _check_arrays(d: Path, record: Mapping[str, Any], a: dict[str, np.ndarray], dim: int, codec: Codec | None,
+                  coded: bool, verify: bool) -> None:
+    n_docs, n_tok = record["n_docs"], record["n_tokens"]
+
+    def bad(name: str, why: str) -> IndexFormatError:
+        return IndexFormatError(f"corrupted index file {d / (name + '.npy')}: {why}")
+
+    def want(name: str, shape: tuple, kinds: str) -> np.ndarray:
+        arr = a.get(name)
+        if arr is None:
+            raise bad(name, "missing from the segment")
+        if arr.shape != shape or arr.dtype.kind not in kinds:
+            raise bad(name, f"holds a {arr.dtype} array of shape {arr.shape}, not {shape}")
+        return arr
+
+    doclens = want("doclens", (n_docs,), "iu")
+    if n_docs and (int(doclens.min()) < 1 or int(doclens.sum()) != n_tok):
+        raise bad("doclens", f"document lengths do not add up to the {n_tok} tokens recorded")
+    if "vectors" in a:
+        want("vectors", (n_tok, dim), "f")
+    if not coded:
+        if "vectors" not in a:
+            raise bad("vectors", "missing from the segment")
+        return
+    if codec is None:
+        raise IndexFormatError(f"{d} holds codes, but the manifest names no trained codec")
+    k = len(codec.centroids)
+    codes = want("codes", (n_tok,), "iu")
+    want("residuals", (n_tok, codec.n_sub), "u")
+    offsets = want("ivf_offsets", (k + 1,), "iu")
+    ivf_docs = a["ivf_docs"]
+    if ivf_docs.ndim != 1 or ivf_docs.dtype.kind not in "iu":
+        raise bad("ivf_docs", f"holds a {ivf_docs.dtype} array of shape {ivf_docs.shape}")
+    if offsets[0] != 0 or offsets[-1] != len(ivf_docs) or (np.diff(offsets) < 0).any():
+        raise bad("ivf_offsets", "the inverted lists' offsets are out of order")
+    if verify and n_tok and (int(codes.max()) >= k or (len(ivf_docs) and int(ivf_docs.max()) >= n_docs)):
+        raise bad("codes", "a code or list entry points past the codec or the segment")
 
 
 def with_alive(seg: Segment, alive: np.ndarray) -> Segment:
@@ -136,9 +178,25 @@ def doc_vectors(seg: Segment, row: int, codec: Codec | None) -> np.ndarray:
     return codec.decode(seg.codes[lo:hi], np.asarray(seg.residuals[lo:hi]))
 
 
-def load_codec(directory: Path, entry: Mapping[str, Any], verify: bool) -> Codec:
+def load_codec(directory: Path, entry: Mapping[str, Any], verify: bool, dim: int) -> Codec:
     """The codec a manifest's "codec" entry describes; with verify, its files' checksums must match."""
-    return Codec.load(directory, entry["nbits"], entry["files"] if verify else None, entry.get("format"))
+    for name in Codec.FILES:
+        if not (directory / name).is_file():
+            raise IndexFormatError(f"missing index file {directory / name}")
+    codec = Codec.load(directory, entry["nbits"], entry["files"] if verify else None, entry.get("format"))
+    if codec.centroids.ndim != 2 or codec.centroids.shape != (entry["n_centroids"], dim):
+        raise IndexFormatError(f"corrupted index file {directory / 'centroids.npy'}: shape {codec.centroids.shape}, "
+                               f"not ({entry['n_centroids']}, {dim})")
+    if codec.pq_centroids.ndim != 3 or codec.pq_centroids.shape[1:] != (256, dim // max(codec.n_sub, 1)):
+        raise IndexFormatError(f"corrupted index file {directory / 'pq_centroids.npy'}: shape {codec.pq_centroids.shape}")
+    return codec
+
+
+def require_codec_library() -> None:
+    """Fail before writing anything when a compressed index could not train its codec."""
+    from lfm_colbert.index.plaid import _faiss
+
+    _faiss()
 
 
 def train_codec(sample: np.ndarray, nbits: int, n_centroids: int, directory: Path) -> tuple[Codec, dict[str, Any]]:

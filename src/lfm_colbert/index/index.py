@@ -23,17 +23,19 @@ committed state a search sees, search, reading documents back), .writer (add, up
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from lfm_colbert.errors import IndexFormatError, InputError
-from lfm_colbert.index import directory, maintenance, store
+from lfm_colbert.errors import IndexBusyError, IndexClosedError, IndexFormatError, InputError
+from lfm_colbert.index import directory, store
 from lfm_colbert.index.maintenance import COMPACT_AT, MERGE_FANIN, REFIT_GROWTH, SEGMENT_TOKENS  # noqa: F401
-from lfm_colbert.index.metadata import Catalog
+from lfm_colbert.index.metadata import Catalog, check_id, check_text
 from lfm_colbert.index.reader import Document, Hit, Reader, check_k
-from lfm_colbert.index.writer import Writer
+from lfm_colbert.index.writer import Writer, check_rows
 from lfm_colbert.scoring import stack_queries
 from lfm_colbert.tokenization import check_texts
 
@@ -81,43 +83,43 @@ class Index:
         backend: str = "auto",
         device: str | None = None,
     ) -> None:
+        if not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise InputError(f"path must be a directory path, not {path!r}")
         self.path = Path(path)
+        check_text(str(self.path), "the index path")
         self.verify = verify
+        self._closed = False
         self._model_obj: Any = None
         self._model_spec: str | None = None
+        self._created: tuple[str, bool] | None = None  # (index id, made the directory) when this object created it
         if (backend != "auto" or device is not None) and model is not None and not directory.is_model_spec(model):
             raise InputError("backend and device apply to a model the index loads; this one is loaded already")
         self._placement = {"backend": backend, "device": device}
-        if compress not in (None, 2, 4):
+        if compress not in (None, 2, 4) or isinstance(compress, bool):
             raise InputError(f"compress must be 2 or 4 (bits per dimension), not {compress!r}")
         if train_tokens is not None and (isinstance(train_tokens, bool) or not isinstance(train_tokens, int) or train_tokens < 1):
             raise InputError(f"train_tokens must be a positive integer, not {train_tokens!r}")
-        if (self.path / store.MANIFEST).is_file():
-            manifest = store.read_manifest(self.path)
-            have = manifest["storage"].get("nbits")
-            if compress is not None and compress != have:
-                kind = f"{have}-bit compressed" if have else "exact (uncompressed)"
-                raise InputError(f"{self.path} is an existing {kind} index; compression is chosen at creation")
-            if rescore and not manifest["storage"].get("rescore"):
-                raise InputError(f"{self.path} keeps no float16 vectors to rescore with; rescore is chosen at creation")
-            if train_tokens is not None and not have:
-                raise InputError(f"{self.path} is an exact index; train_tokens applies to compressed indexes")
-            held = manifest["storage"].get("train_tokens", 1)
-            if train_tokens is not None and train_tokens != held:
-                raise InputError(f"{self.path} trains its codec at {held} tokens; train_tokens is chosen at creation")
-        elif not create:
+        if n_centroids is not None and (isinstance(n_centroids, bool) or not isinstance(n_centroids, int) or not 1 <= n_centroids <= 1 << 16):
+            raise InputError(f"n_centroids must be an integer from 1 to 65536, not {n_centroids!r}")
+        manifest = directory.existing_manifest(self.path)
+        if manifest is None and not create:
             raise IndexFormatError(f"no lfm-colbert index at {self.path}")
-        elif (rescore or train_tokens is not None) and compress is None:
-            what = "rescore" if rescore else "train_tokens"
-            raise InputError(f"{what} applies to compressed indexes (compress=2 or 4); exact search already is exact")
-        else:
+        if manifest is None:
+            if (rescore or train_tokens is not None) and compress is None:
+                what = "rescore" if rescore else "train_tokens"
+                raise InputError(f"{what} applies to compressed indexes (compress=2 or 4); exact search already is exact")
             if model is None or directory.is_model_spec(model):
                 model = directory.load_model(None if model is None else str(model), **self._placement)
             if not isinstance(model, Mapping):
                 self._model_obj = model
-            manifest = directory.create(self.path, directory.describe(model), compress, n_centroids, rescore,
-                                        train_tokens or TRAIN_TOKENS)
-        self.catalog = Catalog(self.path / store.CATALOG)
+            storage = ({"kind": "plaid", "nbits": compress, "n_centroids": n_centroids, "rescore": bool(rescore),
+                        "train_tokens": train_tokens or TRAIN_TOKENS} if compress else {"kind": "float16", "nbits": None})
+            manifest, created, made = directory.create(self.path, directory.describe(model), storage)
+            if created:
+                self._created = (manifest["index_id"], made)
+                compress = rescore = train_tokens = None  # as created
+        directory.check_options(self.path, manifest, compress, bool(rescore), train_tokens)
+        self.catalog = Catalog(self.path / store.CATALOG, manifest.get("index_id"))
         self._reader = Reader(self.path, self.catalog, manifest, verify)
         self._writer = Writer(self.path, self.catalog, self._reader)
         self._attach(model)
@@ -152,39 +154,47 @@ class Index:
 
     @property
     def compressed(self) -> bool:
-        return self._reader.compressed
+        return bool(self.manifest["storage"].get("nbits"))
 
     @property
     def train_tokens(self) -> int | None:
         """Tokens a compressed index holds before its codec is trained (format 1 indexes: the first add)."""
-        return self._reader.train_tokens()
+        return self.manifest["storage"].get("train_tokens", 1) if self.compressed else None
+
+    def _open(self) -> None:
+        if self._closed:
+            raise IndexClosedError(f"the index at {self.path} is closed")
 
     # -- reading ---------------------------------------------------------------------------------
     def __len__(self) -> int:
+        self._open()
         return self.catalog.counts()[0]
 
     def __contains__(self, doc_id: object) -> bool:
-        return isinstance(doc_id, str) and bool(self.catalog.existing([doc_id]))
+        self._open()
+        if not isinstance(doc_id, str) or not doc_id:
+            return False
+        check_id(doc_id)
+        return bool(self.catalog.existing([doc_id]))
 
     def get(self, ids: str | Sequence[str]) -> Document | None | list[Document | None]:
         """The stored document with this id (None if there is none), or a list for a list of ids."""
+        self._open()
         single = isinstance(ids, str)
-        wanted = [ids] if single else list(ids)
-        for i in wanted:
-            if not isinstance(i, str):
-                raise InputError(f"document ids are strings, not {type(i).__name__}")
-        docs = self._reader.get(wanted)
+        docs = self._reader.get([ids] if single else _as_list(ids, "ids"))
         return docs[0] if single else docs
 
     def list(self, filter: Mapping[str, Any] | None = None, limit: int | None = None, after: str | None = None) -> list[Document]:
         """Documents in id order, those matching `filter` only, at most `limit`, starting after id `after`
         (pass the last id of one page to get the next)."""
+        self._open()
         if limit is not None:
-            check_k(limit, "limit")
+            limit = check_k(limit, "limit")
         return self._reader.list(filter, limit, after)
 
     def __iter__(self) -> Iterator[Document]:
-        """Every document, in id order, read a page at a time."""
+        """Every document of one committed state, in id order, read a page at a time."""
+        self._open()
         return self._reader.iterate()
 
     def vectors(self, ids: Sequence[str]) -> list[np.ndarray]:
@@ -192,19 +202,23 @@ class Index:
         state: as stored for an exact index (float16 precision), decoded from the codes for a compressed
         one (approximate, unless it keeps float16 vectors with rescore). For moving a collection to
         another store without encoding it again."""
-        wanted = [ids] if isinstance(ids, str) else list(ids)
-        return self._reader.vectors(wanted)
+        self._open()
+        return self._reader.vectors([ids] if isinstance(ids, str) else _as_list(ids, "ids"))
 
     def metadata_keys(self) -> dict[str, int]:
         """{metadata key: number of documents that have it}, for discovering what filters can use."""
+        self._open()
         return self.catalog.metadata_keys()
 
     def info(self) -> dict[str, Any]:
-        """Counts, sizes and settings, JSON-able."""
+        """Counts, sizes and settings of one committed state, JSON-able."""
+        self._open()
         return self._reader.info()
 
     def verify_files(self) -> None:
-        """Check every file against its recorded checksum and the catalog's integrity; raise naming the bad file."""
+        """Check every file of one committed state against its recorded checksum and structure, and every
+        catalog row; raise an IndexFormatError naming the first bad file."""
+        self._open()
         self._reader.verify_files()
 
     # -- searching -----------------------------------------------------------------------------
@@ -212,17 +226,17 @@ class Index:
         self, query: str | Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None
     ) -> list[Hit] | list[list[Hit]]:
         """Top-k documents for a query (a list of Hit), or for each of several queries (a list of lists)."""
+        self._open()
         single = isinstance(query, str)
-        try:
-            queries = [query] if single else list(query)
-        except TypeError:  # None, a number: not a list of queries either
-            raise InputError(f"query must be a string or a list of strings, not {type(query).__name__}") from None
+        if not single and (query is None or not hasattr(query, "__iter__") or isinstance(query, (bytes, Mapping))):
+            raise InputError(f"query must be a string or a list of strings, not {type(query).__name__}")
+        queries = [query] if single else list(query)
         if not queries:
             raise InputError("no queries given")
-        for q in queries:
-            if not isinstance(q, str) or not q.strip():
-                raise InputError("a query must be a non-empty string")
-        check_k(k)
+        if any(not isinstance(q, str) or not q.strip() for q in queries):
+            raise InputError("a query must be a non-empty string")
+        check_texts(queries)  # text the tokenizer can take
+        k = check_k(k)
         vecs = self.model.encode(queries, is_query=True, show_progress_bar=False)
         results = self._reader.search(stack_queries(vecs), k, filter)
         return results[0] if single else results
@@ -231,13 +245,15 @@ class Index:
         self, queries: np.ndarray | Sequence[np.ndarray], k: int = 10, filter: Mapping[str, Any] | None = None
     ) -> list[Hit] | list[list[Hit]]:
         """Like `search`, for query vectors: one (Q, dim) array gives a list, several give a list of lists."""
+        self._open()
         single = isinstance(queries, np.ndarray) and queries.ndim == 2
-        qs = [queries] if single else list(queries)
-        if not qs or any(np.asarray(q).ndim != 2 or np.asarray(q).shape[0] == 0 for q in qs):
-            raise InputError("query vectors must be non-empty (tokens, dim) arrays")
-        if any(np.asarray(q).shape[1] != self.manifest["dim"] for q in qs):
-            raise InputError(f"query vectors must have dimension {self.manifest['dim']}")
-        check_k(k)
+        if not single and not isinstance(queries, (np.ndarray, list, tuple)):
+            raise InputError(f"query vectors must be a (tokens, dim) array or a list of them, not {type(queries).__name__}")
+        qs = [queries] if single else _as_list(queries, "query vectors")
+        if not qs:
+            raise InputError("no query vectors given")
+        qs = [_query_array(q, self.manifest["dim"]) for q in qs]
+        k = check_k(k)
         results = self._reader.search(stack_queries(qs), k, filter)
         return results[0] if single else results
 
@@ -260,10 +276,12 @@ class Index:
         `parents` id, every passage of that parent). The whole call is one atomic write.
         `progress_bar`: an open tqdm bar to advance instead of opening one (a bar across several adds).
         """
+        self._open()
         if isinstance(documents, str):
             raise InputError("add() takes a list of documents, not one string")
-        docs = list(documents)
+        docs = _as_list(documents, "documents")
         docs = check_texts(docs) if docs else []  # one error naming every empty or non-string text
+        check_rows(len(docs), ids, docs, metadata, parents)  # before the model loads or encodes anything
         model = self.model
 
         def vectors() -> Iterator[np.ndarray]:
@@ -291,7 +309,8 @@ class Index:
         upsert: bool = False,
     ) -> list[str]:
         """Add precomputed document vectors, each (T_i, dim); same rules as `add`."""
-        vectors = list(vectors)
+        self._open()
+        vectors = _as_list(vectors, "vectors")
         return self._writer.add(iter(vectors), len(vectors), ids, texts, metadata, parents, upsert)
 
     def upsert(self, documents: Sequence[str], ids: Sequence[str], metadata: Any = None, **kw: Any) -> list[str]:
@@ -308,41 +327,58 @@ class Index:
         """The ids already stored with this very text, metadata and parent: adding them again would only
         re-encode them. A parent's passages count only all together, when none of them changed and
         the index holds no other passage of that parent (a shorter file must replace the longer one)."""
-        return self._writer.unchanged(ids, texts, metadata, parents)
+        self._open()
+        return self._writer.unchanged(_as_list(ids, "ids"), texts, metadata, parents)
 
     def delete(self, ids: Iterable[str], missing_ok: bool = False) -> int:
         """Delete documents by id (a parent id deletes all its passages); returns how many were removed.
 
         Unknown ids are an error (and nothing is deleted) unless `missing_ok`.
         """
-        if isinstance(ids, str):
-            ids = [ids]
-        ids = list(ids)
+        self._open()
+        ids = [ids] if isinstance(ids, str) else _as_list(ids, "ids")
         if not ids:
             raise InputError("no ids to delete")
         return self._writer.delete(ids, missing_ok)
 
     @contextlib.contextmanager
     def bulk(self) -> Iterator["Index"]:
-        """Several adds that count as one for codec training: a compressed index still held in float16
-        trains once, when the block ends, on all of it, not on the first add that reaches
-        `train_tokens`. An exception skips that (the next write trains)."""
-        self._writer.defer_training = True
+        """Several adds (in this thread) that count as one for codec training: a compressed index still
+        held in float16 trains once, when the block ends, on all of it, not on the first add that
+        reaches `train_tokens`. An exception skips that (the next write trains)."""
+        self._open()
+        self._writer.enter_bulk()
         try:
             yield self
         finally:
-            self._writer.defer_training = False
-        self._writer.end_bulk()
+            self._writer.exit_bulk()
+        if not self._writer.defer_training:  # the outermost block
+            try:
+                self._writer.end_bulk()
+            except IndexBusyError as exc:  # every add of the block is committed: train with the next write
+                warnings.warn(f"{exc}; the codec is trained by the next write", stacklevel=3)
 
     def compact(self) -> None:
         """Rewrite segments that hold deleted documents, keeping every id, text and metadata as it was
         (and encode float16 segments a compressed index still holds once its codec is trained)."""
-        maintenance.compact(self._writer)
+        self._open()
+        self._writer.compact()
+
+    def _discard_created(self) -> bool:
+        """Remove the index this object created, if nothing was ever written to it (for a command that
+        failed before its first add). True if it is gone; an index that holds anything stays."""
+        if self._created is None:
+            return False
+        index_id, made = self._created
+        self.close()
+        return directory.discard(self.path, index_id, made)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
+        """Release the catalog's connections and the mapped files; any later call is an error."""
+        self._closed = True
         self.catalog.close()
-        self._reader.segments = {}
+        self._reader.drop()
 
     def __enter__(self) -> "Index":
         return self
@@ -352,4 +388,28 @@ class Index:
 
     def __repr__(self) -> str:
         kind = f"{self.manifest['storage']['nbits']}-bit" if self.compressed else "exact"
-        return f"Index({str(self.path)!r}, {kind}, {len(self)} documents)"
+        return f"Index({str(self.path)!r}, {kind}, {'closed' if self._closed else f'{len(self)} documents'})"
+
+
+def _as_list(value: Any, name: str) -> list:
+    if value is None or isinstance(value, (str, bytes, Mapping)):
+        raise InputError(f"{name} must be a list, not {type(value).__name__}")
+    try:
+        return list(value)
+    except TypeError:  # not iterable (a number, a 0-d array)
+        raise InputError(f"{name} must be a list, not {type(value).__name__}") from None
+
+
+def _query_array(q: Any, dim: int) -> np.ndarray:
+    """One query's (tokens >= 1, dim) finite vectors, as float32."""
+    try:
+        q = np.asarray(q, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InputError(f"query vectors must be (tokens, {dim}) arrays of numbers, not {type(q).__name__}") from None
+    if q.ndim != 2 or q.shape[0] == 0:
+        raise InputError(f"query vectors must be non-empty (tokens, dim) arrays, got shape {q.shape}")
+    if q.shape[1] != dim:
+        raise InputError(f"query vectors must have dimension {dim}, not {q.shape[1]}")
+    if not np.isfinite(q).all():
+        raise InputError("query vectors must be finite (no NaN or infinity)")
+    return q
