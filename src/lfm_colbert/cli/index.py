@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any, Iterator
 
@@ -82,6 +83,21 @@ def _commits(passages: list[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
+def _check_document(doc: Any) -> None:
+    """A document's id, text and metadata as the index will check them, named by where they came from."""
+    from lfm_colbert.index.metadata import check_id, check_text, clean_metadata
+
+    where = doc.metadata.get("source", doc.id)
+    if doc.metadata.get("line"):
+        where = f"{where}, line {doc.metadata['line']}"
+    try:
+        check_id(doc.id)
+        check_text(doc.text, "the text")
+        clean_metadata(doc.metadata, doc.id)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -91,45 +107,57 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--commit-every", args.commit_every), ("--batch-size", args.batch_size), ("--max-tokens", args.max_tokens)):
         if value is not None and value < 1:
             raise InputError(f"{flag} must be a positive integer, not {value}")
+    if args.overlap < 0:
+        raise InputError(f"--overlap must be 0 or more tokens, not {args.overlap}")
 
     docs = list(read_documents(args.sources))
     if not docs:
         print(f"nothing to index in {' '.join(args.sources)}", file=sys.stderr)
         return 1
+    for doc in docs:  # what the index would refuse, refused before it is created or anything is encoded
+        _check_document(doc)
     index = Index(args.index, args.model, compress=args.compress, rescore=args.rescore, train_tokens=args.train_tokens,
                   backend=args.backend, device=args.device)
-    model = index.model
-    budget = passage_budget(model)
-    if args.max_tokens is not None and args.max_tokens > budget:
-        # Longer passages would be cut at document_length when encoded: their ends silently unsearchable.
-        raise InputError(f"--max-tokens {args.max_tokens} is more than a document of this model holds ({budget} tokens)")
-    budget = args.max_tokens or budget
-    passages = list(split_passages(docs, budget, min(args.overlap, budget // 2), tokenizer=model.tokenizer))
-    same = set() if args.force else index.unchanged(
-        [p.id for p in passages], [p.text for p in passages], [p.metadata for p in passages], [p.parent for p in passages]
-    )
-    todo = [p for p in passages if p.id not in same]
-    bar = tqdm(total=len(todo), desc="encoding", unit="passage", disable=True if args.quiet else None)
     done = 0
     try:
-        with index.bulk():  # a new compressed index fits its codec to the whole run, at its end
-            for chunk in _commits(todo, args.commit_every):  # each one atomic; unchanged-skipping resumes
-                index.add(
-                    [p.text for p in chunk],
-                    ids=[p.id for p in chunk],
-                    metadata=[p.metadata for p in chunk],
-                    parents=[p.parent for p in chunk],
-                    upsert=True,
-                    batch_size=args.batch_size,
-                    progress_bar=bar,
-                )
-                done += len(chunk)
-    except KeyboardInterrupt:
+        model = index.model
+        budget = passage_budget(model)
+        if args.max_tokens is not None and args.max_tokens > budget:
+            # Longer passages would be cut at document_length when encoded: their ends silently unsearchable.
+            raise InputError(f"--max-tokens {args.max_tokens} is more than a document of this model holds ({budget} tokens)")
+        budget = args.max_tokens or budget
+        passages = list(split_passages(docs, budget, min(args.overlap, budget // 2), tokenizer=model.tokenizer))
+        same = set() if args.force else index.unchanged(
+            [p.id for p in passages], [p.text for p in passages], [p.metadata for p in passages], [p.parent for p in passages]
+        )
+        todo = [p for p in passages if p.id not in same]
+        bar = tqdm(total=len(todo), desc="encoding", unit="passage", disable=True if args.quiet else None)
+        try:
+            with index.bulk():  # a new compressed index fits its codec to the whole run, at its end
+                for chunk in _commits(todo, args.commit_every):  # each one atomic; unchanged-skipping resumes
+                    index.add(
+                        [p.text for p in chunk],
+                        ids=[p.id for p in chunk],
+                        metadata=[p.metadata for p in chunk],
+                        parents=[p.parent for p in chunk],
+                        upsert=True,
+                        batch_size=args.batch_size,
+                        progress_bar=bar,
+                    )
+                    done += len(chunk)
+        except KeyboardInterrupt:
+            bar.close()
+            if done:
+                print(f"interrupted: {done} of {len(todo)} passages were saved; run the same command again to "
+                      "index the rest", file=sys.stderr)
+                return 130
+            raise
         bar.close()
-        print(f"interrupted: {done} of {len(todo)} passages were saved; run the same command again to "
-              "index the rest", file=sys.stderr)
-        return 130
-    bar.close()
+    except BaseException:
+        if not done:  # nothing was written: a new index this run created goes again, leaving no debris
+            with contextlib.suppress(Exception):
+                index._discard_created()
+        raise
     info = index.info()
     st = info["storage"]
     kind = f"{st['nbits']}-bit compressed" if st.get("nbits") else "exact"
