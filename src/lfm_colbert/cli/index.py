@@ -85,7 +85,7 @@ def _commits(passages: list[Any], size: int) -> Iterator[list[Any]]:
 
 def _check_document(doc: Any) -> None:
     """A document's id, text and metadata as the index will check them, named by where they came from."""
-    from lfm_colbert.index.metadata import check_id, check_text, clean_metadata
+    from lfm_colbert.index.checks import check_id, check_text, clean_metadata
 
     where = doc.metadata.get("source", doc.id)
     if doc.metadata.get("line"):

@@ -33,9 +33,10 @@ import numpy as np
 from lfm_colbert.errors import IndexBusyError, IndexClosedError, IndexFormatError, InputError
 from lfm_colbert.index import directory, store
 from lfm_colbert.index.maintenance import COMPACT_AT, MERGE_FANIN, REFIT_GROWTH, SEGMENT_TOKENS  # noqa: F401
-from lfm_colbert.index.metadata import Catalog, check_id, check_text
-from lfm_colbert.index.reader import Document, Hit, Reader, check_k
-from lfm_colbert.index.writer import Writer, check_rows
+from lfm_colbert.index.checks import as_list, check_id, check_k, check_rows, check_text, query_array
+from lfm_colbert.index.metadata import Catalog
+from lfm_colbert.index.reader import Document, Hit, Reader
+from lfm_colbert.index.writer import Writer
 from lfm_colbert.scoring import stack_queries
 from lfm_colbert.tokenization import check_texts
 
@@ -181,7 +182,7 @@ class Index:
         """The stored document with this id (None if there is none), or a list for a list of ids."""
         self._open()
         single = isinstance(ids, str)
-        docs = self._reader.get([ids] if single else _as_list(ids, "ids"))
+        docs = self._reader.get([ids] if single else as_list(ids, "ids"))
         return docs[0] if single else docs
 
     def list(self, filter: Mapping[str, Any] | None = None, limit: int | None = None, after: str | None = None) -> list[Document]:
@@ -203,7 +204,7 @@ class Index:
         one (approximate, unless it keeps float16 vectors with rescore). For moving a collection to
         another store without encoding it again."""
         self._open()
-        return self._reader.vectors([ids] if isinstance(ids, str) else _as_list(ids, "ids"))
+        return self._reader.vectors([ids] if isinstance(ids, str) else as_list(ids, "ids"))
 
     def metadata_keys(self) -> dict[str, int]:
         """{metadata key: number of documents that have it}, for discovering what filters can use."""
@@ -249,10 +250,10 @@ class Index:
         single = isinstance(queries, np.ndarray) and queries.ndim == 2
         if not single and not isinstance(queries, (np.ndarray, list, tuple)):
             raise InputError(f"query vectors must be a (tokens, dim) array or a list of them, not {type(queries).__name__}")
-        qs = [queries] if single else _as_list(queries, "query vectors")
+        qs = [queries] if single else as_list(queries, "query vectors")
         if not qs:
             raise InputError("no query vectors given")
-        qs = [_query_array(q, self.manifest["dim"]) for q in qs]
+        qs = [query_array(q, self.manifest["dim"]) for q in qs]
         k = check_k(k)
         results = self._reader.search(stack_queries(qs), k, filter)
         return results[0] if single else results
@@ -279,7 +280,7 @@ class Index:
         self._open()
         if isinstance(documents, str):
             raise InputError("add() takes a list of documents, not one string")
-        docs = _as_list(documents, "documents")
+        docs = as_list(documents, "documents")
         docs = check_texts(docs) if docs else []  # one error naming every empty or non-string text
         check_rows(len(docs), ids, docs, metadata, parents)  # before the model loads or encodes anything
         model = self.model
@@ -310,7 +311,7 @@ class Index:
     ) -> list[str]:
         """Add precomputed document vectors, each (T_i, dim); same rules as `add`."""
         self._open()
-        vectors = _as_list(vectors, "vectors")
+        vectors = as_list(vectors, "vectors")
         return self._writer.add(iter(vectors), len(vectors), ids, texts, metadata, parents, upsert)
 
     def upsert(self, documents: Sequence[str], ids: Sequence[str], metadata: Any = None, **kw: Any) -> list[str]:
@@ -328,7 +329,7 @@ class Index:
         re-encode them. A parent's passages count only all together, when none of them changed and
         the index holds no other passage of that parent (a shorter file must replace the longer one)."""
         self._open()
-        return self._writer.unchanged(_as_list(ids, "ids"), texts, metadata, parents)
+        return self._writer.unchanged(as_list(ids, "ids"), texts, metadata, parents)
 
     def delete(self, ids: Iterable[str], missing_ok: bool = False) -> int:
         """Delete documents by id (a parent id deletes all its passages); returns how many were removed.
@@ -336,7 +337,7 @@ class Index:
         Unknown ids are an error (and nothing is deleted) unless `missing_ok`.
         """
         self._open()
-        ids = [ids] if isinstance(ids, str) else _as_list(ids, "ids")
+        ids = [ids] if isinstance(ids, str) else as_list(ids, "ids")
         if not ids:
             raise InputError("no ids to delete")
         return self._writer.delete(ids, missing_ok)
@@ -390,26 +391,3 @@ class Index:
         kind = f"{self.manifest['storage']['nbits']}-bit" if self.compressed else "exact"
         return f"Index({str(self.path)!r}, {kind}, {'closed' if self._closed else f'{len(self)} documents'})"
 
-
-def _as_list(value: Any, name: str) -> list:
-    if value is None or isinstance(value, (str, bytes, Mapping)):
-        raise InputError(f"{name} must be a list, not {type(value).__name__}")
-    try:
-        return list(value)
-    except TypeError:  # not iterable (a number, a 0-d array)
-        raise InputError(f"{name} must be a list, not {type(value).__name__}") from None
-
-
-def _query_array(q: Any, dim: int) -> np.ndarray:
-    """One query's (tokens >= 1, dim) finite vectors, as float32."""
-    try:
-        q = np.asarray(q, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise InputError(f"query vectors must be (tokens, {dim}) arrays of numbers, not {type(q).__name__}") from None
-    if q.ndim != 2 or q.shape[0] == 0:
-        raise InputError(f"query vectors must be non-empty (tokens, dim) arrays, got shape {q.shape}")
-    if q.shape[1] != dim:
-        raise InputError(f"query vectors must have dimension {dim}, not {q.shape[1]}")
-    if not np.isfinite(q).all():
-        raise InputError("query vectors must be finite (no NaN or infinity)")
-    return q

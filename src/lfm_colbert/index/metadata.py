@@ -19,10 +19,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import numpy as np
-
 from lfm_colbert.errors import IndexBusyError, IndexClosedError, IndexFormatError, InputError
 from lfm_colbert.index import schema
+from lfm_colbert.index.checks import check_text, clean_metadata  # noqa: F401  (re-exported)
 from lfm_colbert.index.schema import row_checksum
 
 _KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -288,9 +287,14 @@ class Catalog:
         self.index_id = index_id
         self.version = schema.recognise(self._conn(), self.path, index_id)
 
-    def reserve_segment(self, taken: set[int]) -> int:
+    def reserve_segment(self, taken: set[int], used: Sequence[int] = ()) -> int:
         """A new segment id (never used before, its directory name free), recorded as pending until a
-        commit names it: a writer that dies leaves it to be removed by the next one."""
+        commit names it: a writer that dies leaves it to be removed by the next one. A spare id the
+        last commit reserved serves first (no transaction of its own)."""
+        spare = [s for s in self.pending() if s not in taken and s not in used]
+        if spare:
+            return spare[0]
+
         def work(conn):
             sid = int(conn.execute("SELECT value FROM meta WHERE key = 'next_segment'").fetchone()[0])
             while sid in taken:
@@ -343,6 +347,10 @@ class Catalog:
                 conn.executemany(f"INSERT INTO docs ({', '.join(schema.DOC_COLUMNS)}, checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                  [(*r, row_checksum(r)) for r in rows])
                 conn.execute("DELETE FROM pending WHERE segment = ?", (rec["id"],))
+            if segments and conn.execute("SELECT 1 FROM pending").fetchone() is None:  # a spare id for the next write
+                sid = int(conn.execute("SELECT value FROM meta WHERE key = 'next_segment'").fetchone()[0])
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'next_segment'", (str(sid + 1),))
+                conn.execute("INSERT INTO pending (segment, started) VALUES (?, ?)", (sid, time.time()))
             # A segment left with no live document retires with this commit.
             conn.execute("UPDATE segments SET removed = ? WHERE removed IS NULL AND NOT EXISTS "
                          "(SELECT 1 FROM docs WHERE docs.segment = segments.id AND docs.removed IS NULL)", (gen,))
@@ -369,49 +377,6 @@ class Catalog:
             conn.execute("DELETE FROM docs WHERE removed IS NOT NULL AND removed <= ?", (upto,))
             conn.executemany("DELETE FROM segments WHERE id = ? AND removed IS NOT NULL", [(s,) for s in segments])
         self._transaction(work)
-
-
-def check_text(value: Any, what: str) -> None:
-    """Refuse a str SQLite and UTF-8 cannot hold: a lone surrogate (from a non-UTF-8 file name or
-    argument, or a JSON "\\ud800")."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InputError(
-                f"{what} holds a lone surrogate ({value[exc.start]!r} at {exc.start}): text that is not valid "
-                "Unicode, as bytes that are not UTF-8 become") from None
-
-
-def check_id(value: Any, what: str = "document id") -> str:
-    if not isinstance(value, str) or not value:
-        raise InputError(f"{what}s must be non-empty strings, not {value!r}"[:200])
-    check_text(value, f"{what} {value!r}")
-    return value
-
-
-def clean_metadata(meta: Mapping[str, Any] | None, doc_id: str) -> dict[str, Any]:
-    """`meta` as the catalog will store it: JSON (numpy scalars become numbers, tuples lists).
-
-    Checked before anything is written. NaN and infinity are refused: SQLite's JSON functions
-    reject them, so one such value would break every filtered search of the index.
-    """
-    if meta is None:
-        return {}
-    if not isinstance(meta, Mapping):
-        raise InputError(f"metadata of {doc_id!r} must be a dict, not {type(meta).__name__}")
-    try:
-        text = json.dumps(dict(meta), allow_nan=False, default=_plain, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"metadata of {doc_id!r}: {exc} (use strings, finite numbers, booleans, lists and dicts)") from None
-    check_text(text, f"metadata of {doc_id!r}")
-    return json.loads(text)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):  # numpy / pandas scalars
-        return value.item()
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def filter_sql(filter: Mapping[str, Any]) -> tuple[str, list[Any]]:

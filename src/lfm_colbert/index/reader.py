@@ -21,11 +21,9 @@ import numpy as np
 
 from lfm_colbert.errors import IndexFormatError, InputError
 from lfm_colbert.index import engine, pins, store
-from lfm_colbert.index.metadata import Catalog, check_id
+from lfm_colbert.index.checks import check_id
+from lfm_colbert.index.metadata import Catalog
 from lfm_colbert.index.segments import segment_dir
-
-_INT64_MAX = 2**63 - 1
-
 
 @dataclass
 class Hit:
@@ -68,12 +66,6 @@ class State:
     @property
     def compressed(self) -> bool:
         return bool(self.manifest["storage"].get("nbits"))
-
-
-def check_k(k: Any, name: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise InputError(f"{name} must be a positive integer, not {k!r}")
-    return int(min(int(k), _INT64_MAX))
 
 
 class Reader:

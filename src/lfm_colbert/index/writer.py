@@ -11,7 +11,6 @@ import contextlib
 import re
 import shutil
 import threading
-import uuid
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -19,7 +18,8 @@ import numpy as np
 
 from lfm_colbert.errors import InputError
 from lfm_colbert.index import engine, maintenance, store
-from lfm_colbert.index.metadata import Catalog, check_id, check_text, clean_metadata
+from lfm_colbert.index.checks import check_id, check_rows, check_vectors
+from lfm_colbert.index.metadata import Catalog
 from lfm_colbert.index.reader import Reader
 from lfm_colbert.index.schema import new_index_id
 from lfm_colbert.index.segments import remove_segment, taken_ids, write_segment
@@ -65,9 +65,10 @@ class Writer:
             manifest.update(index_id=self.catalog.get_meta("index_id"), version=store.FORMAT_VERSION)
             publish_manifest(self, manifest)
         self.catalog.index_id = manifest["index_id"]
-        abandoned = self.catalog.pending()
-        if abandoned:
-            self.catalog.forget_pending([sid for sid in abandoned if remove_segment(self.path, sid)])
+        reserved = self.catalog.pending()
+        if reserved:  # those with directories were being written when their writer died
+            on_disk = taken_ids(self.path)
+            self.catalog.forget_pending([sid for sid in reserved if sid in on_disk and remove_segment(self.path, sid)])
         tmp = self.catalog.get_meta("codec_pending")
         if tmp is not None:
             if CODEC_TMP.match(tmp):
@@ -168,7 +169,7 @@ class Writer:
             else:
                 arrays = {"vectors": flat.astype(np.float16), "doclens": doclens}
             n_docs = len(vectors)
-        sid = self.catalog.reserve_segment(taken_ids(self.path))
+        sid = self.catalog.reserve_segment(taken_ids(self.path), self._reserved)
         self._reserved.append(sid)
         return write_segment(self.path, sid, arrays, n_docs, int(arrays["doclens"].sum()))
 
@@ -229,48 +230,3 @@ def publish_manifest(w: Writer, manifest: dict[str, Any]) -> None:
     w.catalog.set_meta("manifest", store.canonical_manifest(manifest))
     w.catalog.commit()
 
-
-def check_rows(n: int, ids: Any, texts: Any, metadata: Any, parents: Any) -> tuple[list, list, list, list]:
-    """The per-document arguments of an add as lists of n, every value checked before anything is written."""
-    def as_list(name: str, seq: Any) -> list:
-        if seq is None:
-            return [None] * n
-        if isinstance(seq, (str, bytes, Mapping)):
-            raise InputError(f"{name} must be a list (one per document), not {type(seq).__name__}")
-        try:
-            out = list(seq)
-        except TypeError:
-            raise InputError(f"{name} must be a list (one per document), not {type(seq).__name__}") from None
-        if len(out) != n:
-            raise InputError(f"got {n} documents but {len(out)} {name}")
-        return out
-
-    ids = [uuid.uuid4().hex for _ in range(n)] if ids is None else as_list("ids", ids)
-    texts, metadata, parents = as_list("texts", texts), as_list("metadata", metadata), as_list("parents", parents)
-    for i in ids:
-        check_id(i)
-    if len(set(ids)) != n:
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise InputError(f"id {dup!r} appears more than once in this call")
-    for i, t in zip(ids, texts):
-        if t is not None and not isinstance(t, str):
-            raise InputError(f"the text of {i!r} must be a string or None, not {type(t).__name__}")
-        check_text(t, f"the text of {i!r}")
-    for i, p in zip(ids, parents):
-        if p is not None:
-            check_id(p, "parent id")
-    metadata = [clean_metadata(m, i) for m, i in zip(metadata, ids)]
-    return ids, texts, metadata, parents
-
-
-def check_vectors(v: Any, dim: int, what: str) -> np.ndarray:
-    """One document's (tokens >= 1, dim) finite vectors, as float32."""
-    try:
-        v = np.asarray(v, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise InputError(f"{what}: expected a (tokens, {dim}) array of numbers, got {type(v).__name__}") from None
-    if v.ndim != 2 or v.shape[1] != dim or v.shape[0] == 0:
-        raise InputError(f"{what}: expected a (tokens >= 1, {dim}) array, got shape {v.shape}")
-    if not np.isfinite(v).all():
-        raise InputError(f"{what} has non-finite values")
-    return v
