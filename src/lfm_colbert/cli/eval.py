@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lfm_colbert.cli.options import add_placement
 from lfm_colbert.errors import InputError, StorageError
+from lfm_colbert.index.store import fsync_dir
 
 EPILOG = """\
 {datasets}
@@ -163,8 +164,11 @@ def _write_atomically(results: dict, out: Path, write_report) -> dict:
         written = write_report(results, tmp)
         final = {}
         for key, path in written.items():
+            with open(path, "rb+") as f:  # on disk before the name points at it
+                os.fsync(f.fileno())
             os.replace(path, out / Path(path).name)
             final[key] = out / Path(path).name
+        fsync_dir(out)
         return final
     except OSError as exc:
         raise StorageError(f"cannot write the report into {out}: {exc.strerror or exc}; the table above is complete") from None

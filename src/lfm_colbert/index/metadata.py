@@ -114,7 +114,9 @@ class Catalog:
     def generation(self) -> int:
         """The generation of the last commit (0 for a catalog written before generations)."""
         if self.version == 1:
-            return 0
+            if not self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"):
+                return 0
+            self.version = schema.recognise(self._conn(), self.path, None)  # a writer upgraded it meanwhile
         value = self._meta("generation")
         if not value.isdigit():
             raise IndexFormatError(f"corrupted index file {self.path}: bad generation {value!r}")

@@ -57,6 +57,7 @@ class Writer:
         """Upgrade an index written before format 3, and remove what a writer that died left behind:
         only what the catalog records as reserved by it (pending segments, a codec being trained)."""
         manifest = store.read_manifest(self.path)
+        self.catalog.generation()  # notices an upgrade another process made
         if self.catalog.version == 1:
             self.catalog.upgrade(new_index_id(), max(taken_ids(self.path) | {0}) + 1)
         if manifest.get("index_id") != self.catalog.get_meta("index_id"):  # upgraded, manifest not yet rewritten
