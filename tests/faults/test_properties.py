@@ -148,13 +148,14 @@ values = st.one_of(text, ints.map(str), st.sampled_from(["{idx}", "{missing}", "
 @pytest.fixture(scope="module")
 def cli_world(tmp_path_factory, index, tiny_checkpoint):
     root = tmp_path_factory.mktemp("cli")
+    shutil.copytree(index.path, root / "idx")  # its own copy: `delete` may remove documents
     (root / "doc.txt").write_text("penguins live in the south")
     beir = root / "beir"
     (beir / "qrels").mkdir(parents=True)
     (beir / "corpus.jsonl").write_text('{"_id": "c1", "text": "penguins"}\n{"_id": "c2", "text": "cats"}\n')
     (beir / "queries.jsonl").write_text('{"_id": "q1", "text": "penguin"}\n')
     (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tc1\t1\n")
-    return {"idx": str(index.path), "missing": str(root / "missing"), "file": str(root / "doc.txt"), "beir": str(beir),
+    return {"idx": str(root / "idx"), "missing": str(root / "missing"), "file": str(root / "doc.txt"), "beir": str(beir),
             "root": root}
 
 

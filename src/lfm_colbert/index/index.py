@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -92,6 +93,7 @@ class Index:
         self._closed = False
         self._model_obj: Any = None
         self._model_spec: str | None = None
+        self._model_lock = threading.Lock()
         self._created: tuple[str, bool] | None = None  # (index id, made the directory) when this object created it
         if (backend != "auto" or device is not None) and model is not None and not directory.is_model_spec(model):
             raise InputError("backend and device apply to a model the index loads; this one is loaded already")
@@ -144,13 +146,15 @@ class Index:
     def model(self) -> Any:
         """The encoder, loaded on first use (the one given, else the one recorded in the manifest)."""
         if self._model_obj is None:
-            spec = self._model_spec or self.manifest["model"].get("model_id")
-            if not spec:
-                raise InputError(f"{self.path} holds precomputed vectors only; pass model= to encode text")
-            # Queries are encoded at the precision the documents were (when the index recorded it).
-            model = directory.load_model(spec, self.manifest["model"].get("dtype"), **self._placement)
-            directory.check_model(self.path, self.manifest, directory.describe(model))
-            self._model_obj = model
+            with self._model_lock:  # threads searching at once load it once
+                if self._model_obj is None:
+                    spec = self._model_spec or self.manifest["model"].get("model_id")
+                    if not spec:
+                        raise InputError(f"{self.path} holds precomputed vectors only; pass model= to encode text")
+                    # Queries are encoded at the precision the documents were (when the index recorded it).
+                    model = directory.load_model(spec, self.manifest["model"].get("dtype"), **self._placement)
+                    directory.check_model(self.path, self.manifest, directory.describe(model))
+                    self._model_obj = model
         return self._model_obj
 
     @property
