@@ -46,6 +46,7 @@ DIM = 32
 MODEL = {"model_id": "soak-vectors", "variant": "none", "dim": DIM, "fingerprint": "soak"}
 RACE_FLOOR = 150
 K = 20
+STREAM = 1000  # writes a killed writer was going to make
 
 
 def vec(doc_id: str, version: int = 0) -> np.ndarray:
@@ -213,8 +214,8 @@ def kills(n: int, workdir: Path, rng: random.Random) -> dict:
         path = workdir / f"kill{t}"
         shutil.copytree(template, path)
         seed = rng.randrange(1 << 30)
-        stream = list(ops(seed, start, 60))
-        proc = _child("writer", str(path), str(seed), json.dumps(start), "60")
+        stream = list(ops(seed, start, STREAM))  # longer than any writer lives: it dies mid-stream
+        proc = _child("writer", str(path), str(seed), json.dumps(start), str(STREAM))
         acked = [-1]
 
         def read_acks(p=proc, acked=acked):
