@@ -10,6 +10,7 @@ from lfm_colbert.errors import InputError, LfmColbertError
 from lfm_colbert.index import Index
 
 SURROGATE = "a\ud800b"  # what a non-UTF-8 byte becomes in a command-line argument or a bad .jsonl
+INT64 = r"2\*\*63|64-bit"  # the error for an integer SQLite cannot hold
 
 
 @pytest.fixture
@@ -36,12 +37,12 @@ Q = vectors(1, seed=9)[0]
         (lambda ix: ix.search_vectors(None), "query vectors"),
         (lambda ix: ix.search_vectors(np.full((2, 16), np.nan, np.float32)), "finite"),
         (lambda ix: ix.search_vectors(np.full((2, 16), np.inf, np.float32)), "finite"),
-        (lambda ix: ix.search_vectors(Q, filter={"n": 2**63}), r"2\*\*63"),
-        (lambda ix: ix.search_vectors(Q, filter={"n": -(2**63) - 1}), r"2\*\*63"),
-        (lambda ix: ix.search_vectors(Q, filter={"n": [1, 2**64]}), r"2\*\*63"),
+        (lambda ix: ix.search_vectors(Q, filter={"n": 2**63}), INT64),
+        (lambda ix: ix.search_vectors(Q, filter={"n": -(2**63) - 1}), INT64),
+        (lambda ix: ix.search_vectors(Q, filter={"n": [1, 2**64]}), INT64),
         (lambda ix: ix.search_vectors(Q, filter={SURROGATE: 1}), "filter"),
         (lambda ix: ix.search_vectors(Q, filter={"n": SURROGATE}), "surrogate"),
-        (lambda ix: ix.list(filter={"n": 2**63}), r"2\*\*63"),
+        (lambda ix: ix.list(filter={"n": 2**63}), INT64),
         (lambda ix: ix.list(after=SURROGATE), "surrogate"),
         (lambda ix: ix.list(after=5), "after"),
         (lambda ix: ix.get([SURROGATE]), "surrogate"),
