@@ -21,3 +21,15 @@ class IndexFormatError(LfmColbertError):
 
 class DatasetError(LfmColbertError):
     """An evaluation dataset is missing or malformed."""
+
+
+class IndexBusyError(IndexFormatError):
+    """Another process (or another writer) is writing to the index; try again when it finishes."""
+
+
+class IndexClosedError(InputError):
+    """The `Index` was closed; open it again to use it."""
+
+
+class StorageError(LfmColbertError):
+    """The file system refused: a directory that cannot be created, a read-only index, a full disk."""

@@ -132,6 +132,15 @@ def check_texts(texts: Sequence[str] | str) -> list[str]:
             f"texts{blank[:10]} {'is' if len(blank) == 1 else 'are'} empty or whitespace-only; "
             "an empty text has nothing to encode"
         )
+    for i, t in enumerate(texts):
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # A lone surrogate: what bytes that are not UTF-8 become in a file name or command-line
+            # argument, or a JSON "\ud800". The tokenizer cannot take it (it raised TypeError).
+            raise InputError(
+                f"texts[{i}] holds a lone surrogate ({t[exc.start]!r} at {exc.start}): text that is not valid "
+                "Unicode, as bytes that are not UTF-8 become") from None
     return texts
 
 

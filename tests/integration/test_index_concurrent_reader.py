@@ -40,7 +40,7 @@ def test_searches_during_writes_never_fail(tmp_path):
         while writer.poll() is None:
             hits = reader.search_vectors(queries[searches % 4], k=10)  # before: "no document at segment ..."
             assert len(hits) == 10 and len({h.id for h in hits}) == 10
-            seen.add(reader._version)
+            seen.add(reader.catalog.generation())
             searches += 1
     finally:
         writer.wait(timeout=120)

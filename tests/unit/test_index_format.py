@@ -30,7 +30,7 @@ def test_layout_is_plain_inspectable_files(tmp_path):
     _build(tmp_path / "idx")
     root = tmp_path / "idx"
     manifest = json.loads((root / "manifest.json").read_text())
-    assert manifest["format"] == "lfm-colbert-index" and manifest["version"] == 2
+    assert manifest["format"] == "lfm-colbert-index" and manifest["version"] == 3
     assert manifest["model"] == MODEL and manifest["dim"] == 16
     files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     assert {f.rsplit(".", 1)[-1] for f in files} <= {"json", "sqlite", "npy", "lock"}
@@ -118,23 +118,71 @@ def test_the_index_needs_no_posix_only_module(tmp_path):
     assert "locked" in out.stdout
 
 
-def test_format_1_indexes_still_open_and_newer_formats_are_refused(tmp_path):
+# The catalog as lfm-colbert 0.1.0 wrote it (catalog version 1: one row per live document).
+V1_SCHEMA = """
+CREATE TABLE segments (id INTEGER PRIMARY KEY, n_docs INTEGER NOT NULL, n_tokens INTEGER NOT NULL,
+                       files TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE docs (id TEXT PRIMARY KEY, parent TEXT, segment INTEGER NOT NULL REFERENCES segments(id),
+                   row INTEGER NOT NULL, n_tokens INTEGER NOT NULL, text TEXT, metadata TEXT NOT NULL DEFAULT '{}');
+CREATE UNIQUE INDEX docs_slot ON docs(segment, row);
+CREATE INDEX docs_parent ON docs(parent);
+"""
+
+
+def _as_written_by_0_1_0(root, version):
+    """Rewrite an index as lfm-colbert 0.1.0 left it: manifest `version` without index id or checksum,
+    a version 1 catalog of the same rows, no readers/ folder."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    for key in ("index_id", "checksum"):
+        del manifest[key]
+    manifest["version"] = version
+    if version == 1:
+        del manifest["storage"]["train_tokens"], manifest["codec"]["trained_on"]
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    new = sqlite3.connect(root / "catalog.sqlite")
+    segs = new.execute("SELECT id, n_docs, n_tokens, files, created FROM segments WHERE removed IS NULL").fetchall()
+    docs = new.execute("SELECT id, parent, segment, row, n_tokens, text, metadata FROM docs WHERE removed IS NULL").fetchall()
+    new.close()
+    (root / "catalog.sqlite").unlink()
+    old = sqlite3.connect(root / "catalog.sqlite")
+    old.executescript(V1_SCHEMA)
+    old.executemany("INSERT INTO segments VALUES (?, ?, ?, ?, ?)", segs)
+    old.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)", docs)
+    old.commit()
+    old.close()
+    (root / "readers").rmdir()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_indexes_still_open_and_are_upgraded_by_the_first_write(tmp_path, version):
     """Format 2 only added float16 segments to compressed indexes awaiting their codec, so a format 1
-    index (codec trained at the first add, no train_tokens) reads as it is."""
+    index (codec trained at the first add, no train_tokens) reads as it is. Format 3 versioned the
+    catalog's rows: an older catalog is read as it is, and the first write upgrades it."""
     docs = _build(tmp_path / "idx", compress=2)
     want = Index(tmp_path / "idx").search_vectors(docs[1], k=4)
+    _as_written_by_0_1_0(tmp_path / "idx", version)
+    old = Index(tmp_path / "idx")
+    assert old.search_vectors(docs[1], k=4) == want
+    assert old.get("x").metadata == {"k": 1} and len(old) == 4
+    if version == 1:
+        assert old.train_tokens == 1 and old.info()["codec_trained_on_tokens"] is None
+    old.verify_files()
+    reader = Index(tmp_path / "idx")
+    reader.search_vectors(docs[1], k=4)
+    old.add_vectors(docs[:1], ids=["again"])  # upgrades the catalog, then writes
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["version"] == 3 and manifest["index_id"] and manifest["checksum"]
+    assert len(Index(tmp_path / "idx")) == 5 and len(reader) == 5  # a reader opened before the upgrade follows
+    old.delete(["w", "x"])
+    assert reader.search_vectors(docs[1], k=4) == Index(tmp_path / "idx").search_vectors(docs[1], k=4)
+    Index(tmp_path / "idx").verify_files()
+
+
+def test_newer_formats_are_refused(tmp_path):
+    _build(tmp_path / "idx")
     path = tmp_path / "idx" / "manifest.json"
     manifest = json.loads(path.read_text())
-    manifest["version"] = 1
-    del manifest["storage"]["train_tokens"], manifest["codec"]["trained_on"]
+    manifest["version"] = 4
     path.write_text(json.dumps(manifest))
-    v1 = Index(tmp_path / "idx")
-    assert v1.search_vectors(docs[1], k=4) == want
-    assert v1.train_tokens == 1 and v1.info()["codec_trained_on_tokens"] is None
-    v1.add_vectors(docs[:1], ids=["again"])  # writing keeps it readable
-    assert len(Index(tmp_path / "idx")) == 5
-
-    manifest["version"] = 3
-    path.write_text(json.dumps(manifest))
-    with pytest.raises(IndexFormatError, match="format version 3; this lfm-colbert reads versions 1, 2"):
+    with pytest.raises(IndexFormatError, match="format version 4; this lfm-colbert reads versions 1, 2, 3"):
         Index(tmp_path / "idx")

@@ -185,9 +185,9 @@ def test_selective_filters_still_find_their_documents(tmp_path, clustered_corpus
     # A filter too large to score whole goes through candidate generation, probing wider until
     # ndocs candidates pass it. Forced here with the rare tag and one list per query token.
     monkeypatch.setattr(plaid, "SMALL_FILTER", 0)
-    index._refresh()
-    segs = [index._segments[s] for s in index._order]
+    state = index._reader.current()
+    segs = [state.segments[s] for s in state.order]
     allowed = [np.asarray(tags == "rare")]  # one segment
     params = plaid.PlaidParams(nprobe=1, ndocs=64, ndecode=32)
-    got = [[str(r) for _, r, _ in plaid.plaid_search(q, index._codec, segs, 10, params, allowed)] for q in queries]
+    got = [[str(r) for _, r, _ in plaid.plaid_search(q, state.codec, segs, 10, params, allowed)] for q in queries]
     assert np.mean([len({x.id for x in w} & set(g)) / len(w) for w, g in zip(want, got)]) >= 0.9

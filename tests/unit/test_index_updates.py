@@ -147,16 +147,18 @@ def test_small_adds_are_merged_so_segments_stay_few(tmp_path, corpus):
 
 def test_a_reader_racing_a_writer_answers_from_one_committed_state(tmp_path, corpus):
     """A reader takes no lock. A writer that commits while it searches (after it ranked, before it
-    read the hits' texts) or refreshes (after it read the segment list, before it opened the files,
-    which a compaction then removed) makes it look again instead of failing or showing stale hits."""
+    read the hits' texts), or compacts while it loads (after it read the segment list, before it
+    opened the files), changes nothing for it: the search answers from the state it started on,
+    whose files and rows stay until it is done. The next search sees the new state."""
     docs, queries = corpus
     path = tmp_path / "idx"
     writer = Index(path, MODEL)
     writer.add_vectors(docs[:40], ids=[f"d{i}" for i in range(40)])
     reader = Index(path)
-    top = reader.search_vectors(queries[0], k=3)[0].id
+    before = reader.search_vectors(queries[0], k=3)
+    top = before[0].id
 
-    rank, raced = reader._rank, []
+    rank, raced = reader._reader.rank, []
 
     def rank_then_writer_deletes(*args):
         out = rank(*args)
@@ -164,21 +166,22 @@ def test_a_reader_racing_a_writer_answers_from_one_committed_state(tmp_path, cor
             raced.append(writer.delete([top]))  # the reader's hit list now names a deleted slot
         return out
 
-    reader._rank = rank_then_writer_deletes
-    hits = reader.search_vectors(queries[0], k=3)
-    assert raced and top not in [h.id for h in hits]
-    assert hits == Index(path).search_vectors(queries[0], k=3)
+    reader._reader.rank = rank_then_writer_deletes
+    assert reader.search_vectors(queries[0], k=3) == before  # the state it started on
+    assert raced and top not in [h.id for h in reader.search_vectors(queries[0], k=3)]
+    assert reader.search_vectors(queries[0], k=3) == Index(path).search_vectors(queries[0], k=3)
 
     writer.add_vectors(docs[40:60], ids=[f"d{i}" for i in range(40, 60)])  # a segment the reader has not opened
-    load, calls = reader._load, []
+    old = Index(path).search_vectors(queries[0], k=5)
+    load, calls = reader._reader._load, []
 
     def writer_compacts_then_load(*args):
-        if not calls:  # deleting a third of everything rewrites every segment and removes the old files
+        if not calls:  # deleting a third of everything rewrites every segment and retires the old files
             writer.delete([f"d{i}" for i in range(0, 60, 3) if f"d{i}" != top])
         calls.append(1)
         return load(*args)
 
-    reader._load = writer_compacts_then_load
-    hits = reader.search_vectors(queries[0], k=5)
-    assert len(calls) == 2  # the first load named removed files and failed; the second read the new state
-    assert hits == Index(path).search_vectors(queries[0], k=5)
+    reader._reader._load = writer_compacts_then_load
+    assert reader.search_vectors(queries[0], k=5) == old
+    assert len(calls) == 1  # loaded once: the retired files were still there
+    assert reader.search_vectors(queries[0], k=5) == Index(path).search_vectors(queries[0], k=5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -22,8 +23,22 @@ _EXTRAS = {"torch": "torch", "mlx": "mlx", "faiss": "index", "bm25s": "eval", "S
            "langchain_core": "langchain", "llama_index": "llamaindex", "haystack": "haystack", "mcp": "mcp"}
 
 
+class UsageError(Exception):
+    """A command line argparse cannot parse; main() prints it on one line."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(f"{message} (see {prog} --help)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one `error: ...` line (exit 2), like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(self.prog, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lfm-colbert",
         description=(
             "Local multilingual search with LiquidAI's LFM2 / LFM2.5 ColBERT retrievers.\n"
@@ -72,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     _safe_streams()
     warnings.formatwarning = _plain_warning
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        return _error(str(exc))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s: %(message)s",
@@ -81,19 +99,48 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a full disk or a closed pipe is reported like any error
+        return code
     except LfmColbertError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc))
     except ModuleNotFoundError as exc:
         extra = _EXTRAS.get((exc.name or "").split(".")[0])
         if extra is None:
             raise
-        print(f"error: this needs the optional package {exc.name!r}: pip install 'lfm-colbert[{extra}]'", file=sys.stderr)
-        return 2
+        return _error(f"this needs the optional package {exc.name!r}: pip install 'lfm-colbert[{extra}]'")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output left (`... | head -1`): stop quietly, as `yes | head -1` does.
+        _drop_stdout()
+        return 128 + 13  # SIGPIPE
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            _drop_stdout()
+            return 128 + 13
+        # The file system refused (a full disk, a read-only folder): one line, as for any error.
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _error(f"{exc.strerror or exc}{where}", drop_stdout=True)
+
+
+def _error(message: str, drop_stdout: bool = False) -> int:
+    if drop_stdout:
+        _drop_stdout()
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
+def _drop_stdout() -> None:
+    """Send what is still buffered for stdout nowhere, so the interpreter's own flush at exit cannot
+    fail a second time (and print a traceback)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real stdout (a test harness)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,11 +4,16 @@ cross-lingual matrices."""
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 from functools import partial
+from pathlib import Path
 
 from lfm_colbert.cli.options import add_placement
-from lfm_colbert.errors import InputError
+from lfm_colbert.errors import InputError, StorageError
+from lfm_colbert.index.store import fsync_dir
 
 EPILOG = """\
 {datasets}
@@ -102,6 +107,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("nothing to evaluate: give --dataset and/or --crosslingual (see lfm-colbert eval --help)")
     if args.k < 1:
         raise InputError("--k must be at least 1")
+    for flag, value in (("--max-docs", args.max_docs), ("--max-queries", args.max_queries)):
+        if value is not None and value < 1:  # 0 used to mean "everything", silently
+            raise InputError(f"{flag} must be a positive integer, not {value} (leave it out to use everything)")
+    if args.output:
+        _check_writable(Path(args.output))  # before the evaluation runs, not after
     precisions = _split_list(args.precision)
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad:
@@ -128,10 +138,42 @@ def run(args: argparse.Namespace) -> int:
     results = run_evaluation(args.model, datasets, precisions=precisions or None, k=args.k,
                              crosslingual=xl, loader=loader, settings=settings)
     print(markdown_table(results))
+    sys.stdout.flush()  # the table is out before anything can go wrong writing the files
     if args.output:
-        paths = write_report(results, args.output)
+        paths = _write_atomically(results, Path(args.output), write_report)
         print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
     return 0
+
+
+def _check_writable(out: Path) -> None:
+    """Create the output folder and write a file there, or stop with the reason."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".lfm-colbert-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StorageError(f"cannot write to --output {out}: {exc.strerror or exc}") from None
+
+
+def _write_atomically(results: dict, out: Path, write_report) -> dict:
+    """Write the report into a temporary folder beside its files, then move each file into place: a
+    failure leaves the previous files as they were, and no half-written one."""
+    tmp = Path(tempfile.mkdtemp(prefix=".lfm-colbert-report-", dir=out))
+    try:
+        written = write_report(results, tmp)
+        final = {}
+        for key, path in written.items():
+            with open(path, "rb+") as f:  # on disk before the name points at it
+                os.fsync(f.fileno())
+            os.replace(path, out / Path(path).name)
+            final[key] = out / Path(path).name
+        fsync_dir(out)
+        return final
+    except OSError as exc:
+        raise StorageError(f"cannot write the report into {out}: {exc.strerror or exc}; the table above is complete") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load(model: str, precision: str | None, *, args: argparse.Namespace):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -103,6 +104,21 @@ def _columns(value: str | None) -> list[str] | None:
     return None if value is None else [c.strip() for c in value.split(",") if c.strip()]
 
 
+def _check_document(doc: Any) -> None:
+    """A document's id, text and metadata as the index will check them, named by where they came from."""
+    from lfm_colbert.index.checks import check_id, check_text, clean_metadata
+
+    where = doc.metadata.get("source", doc.id)
+    if doc.metadata.get("line"):
+        where = f"{where}, line {doc.metadata['line']}"
+    try:
+        check_id(doc.id)
+        check_text(doc.text, "the text")
+        clean_metadata(doc.metadata, doc.id)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from lfm_colbert.index import Index
     from lfm_colbert.ingest import TableColumns
@@ -111,11 +127,15 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--commit-every", args.commit_every), ("--batch-size", args.batch_size), ("--max-tokens", args.max_tokens)):
         if value is not None and value < 1:
             raise InputError(f"{flag} must be a positive integer, not {value}")
+    if args.overlap < 0:
+        raise InputError(f"--overlap must be 0 or more tokens, not {args.overlap}")
     columns = TableColumns(args.id_column, _columns(args.text_column), _columns(args.metadata_columns))
     sources = read_sources(args.sources, columns)
     if not sources.documents and not (args.sync and Path(args.index).is_dir()):
         print(f"nothing to index in {' '.join(args.sources)}", file=sys.stderr)
         return 1
+    for doc in sources.documents:  # what the index would refuse, refused before it is created or anything is encoded
+        _check_document(doc)
     index = Index(args.index, args.model, compress=args.compress, rescore=args.rescore, train_tokens=args.train_tokens,
                   backend=args.backend, device=args.device)
     report = SyncReport()
@@ -123,10 +143,15 @@ def run(args: argparse.Namespace) -> int:
         update_index(index, sources, sync=args.sync, force=args.force, max_tokens=args.max_tokens, overlap=args.overlap,
                      batch_size=args.batch_size, commit_every=args.commit_every, pool_factor=args.pool_factor,
                      progress=False if args.quiet else None, report=report)
-    except KeyboardInterrupt:
-        print(f"interrupted: {report.saved} of {report.to_write} passages were saved; run the same command again to "
-              "index the rest", file=sys.stderr)
-        return 130
+    except BaseException as exc:
+        if not report.saved:  # nothing was written: a new index this run created goes again, leaving no debris
+            with contextlib.suppress(Exception):
+                index._discard_created()
+        if isinstance(exc, KeyboardInterrupt) and report.saved:
+            print(f"interrupted: {report.saved} of {report.to_write} passages were saved; run the same command again to "
+                  "index the rest", file=sys.stderr)
+            return 130
+        raise
     info = index.info()
     if args.json:
         print(json.dumps({"index": str(args.index), "documents_read": report.documents, "passages_written": report.saved,

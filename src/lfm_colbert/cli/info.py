@@ -71,8 +71,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"codec      fitted to {info['codec_growth']:.1f}x fewer tokens than the index now holds, which costs "
               "recall: index the collection again into a new index")
     print(f"deleted    {info['deleted_fraction']:.1%} of stored tokens (compacted above 25%)")
-    print(f"size       {info['bytes_on_disk']:,} bytes; per token: {info['bytes_per_token_vectors']} "
-          f"(vectors), {info['bytes_per_token_total']} (everything)")
+    if info["tokens"]:
+        print(f"size       {info['bytes_on_disk']:,} bytes; per token: {info['bytes_per_token_vectors']} "
+              f"(vectors), {info['bytes_per_token_total']} (everything)")
+    else:
+        print(f"size       {info['bytes_on_disk']:,} bytes (no documents yet)")
     if args.verify:
         print("verified   every checksum matches")
     index.close()

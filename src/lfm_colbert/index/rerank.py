@@ -28,7 +28,10 @@ def rerank(query: str, documents: Sequence[str], model: Any = None, k: int | Non
         raise InputError("a query must be a non-empty string")
     if isinstance(documents, str):
         raise InputError("rerank() takes a list of documents, not one string")
-    docs = list(documents)
+    try:
+        docs = list(documents)
+    except TypeError:  # None, a number
+        raise InputError(f"rerank() takes a list of documents, not {type(documents).__name__}") from None
     docs = check_texts(docs) if docs else []  # one error naming every empty or non-string text
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k <= 0):
         raise InputError(f"k must be a positive integer, not {k!r}")

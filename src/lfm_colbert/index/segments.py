@@ -9,8 +9,9 @@
                 vectors.npy         (N_tok, D) float16   only with rescore: the final candidates' scores
 
 A segment is written under a temporary name and renamed into place; it counts only once the
-catalog (SQLite) row that names it commits. Directories the catalog does not name are leftovers
-of an interrupted write and are removed by the next writer.
+catalog (SQLite) row that names it commits. Its id is reserved in the catalog first (a "pending"
+row), so the directories of a writer that died are known for what they are and removed by the
+next writer; a directory the catalog never named is never touched.
 """
 
 from __future__ import annotations
@@ -32,16 +33,32 @@ def segment_dir(root: Path, seg_id: int) -> Path:
     return root / SEGMENTS / f"{seg_id:06d}"
 
 
-def write_segment(root: Path, seg_id: int, arrays: dict[str, np.ndarray], n_docs: int, n_tokens: int) -> dict[str, Any]:
-    """Write arrays as <name>.npy into segments/<id>; returns the catalog record (with sha256 per file)."""
+def _tmp_dir(root: Path, seg_id: int) -> Path:
+    return root / SEGMENTS / f".tmp-{seg_id:06d}"
+
+
+def taken_ids(root: Path) -> set[int]:
+    """Segment ids whose directory name (final or temporary) exists on disk."""
     parent = root / SEGMENTS
-    parent.mkdir(exist_ok=True)
-    final = segment_dir(root, seg_id)
-    tmp = parent / f".tmp-{seg_id:06d}-{os.getpid()}"
-    for stale in (tmp, final):  # leftovers of an interrupted writer, never referenced by the catalog
-        if stale.exists():
-            shutil.rmtree(stale)
-    tmp.mkdir()
+    if not parent.is_dir():
+        return set()
+    out = set()
+    for p in parent.iterdir():
+        name = p.name[len(".tmp-"):].split("-")[0] if p.name.startswith(".tmp-") else p.name
+        if name.isdigit():
+            out.add(int(name))
+    return out
+
+
+def write_segment(root: Path, seg_id: int, arrays: dict[str, np.ndarray], n_docs: int, n_tokens: int) -> dict[str, Any]:
+    """Write arrays as <name>.npy into segments/<id> (an id the catalog reserved for this write);
+    returns the catalog record (with sha256 per file)."""
+    parent = root / SEGMENTS
+    if not parent.is_dir():
+        parent.mkdir()
+        fsync_dir(root)
+    final, tmp = segment_dir(root, seg_id), _tmp_dir(root, seg_id)
+    tmp.mkdir()  # the reservation made sure neither name exists
     files = {f"{name}.npy": save_npy(tmp / f"{name}.npy", arr) for name, arr in arrays.items()}
     fsync_dir(tmp)
     os.rename(tmp, final)
@@ -59,17 +76,16 @@ def read_segment(root: Path, record: dict[str, Any], verify: bool, mmap: tuple[s
     return out
 
 
-def remove_orphans(root: Path, known: set[int]) -> None:
-    """Delete segment directories the catalog does not reference (interrupted writes, compacted segments)."""
+def remove_segment(root: Path, seg_id: int) -> bool:
+    """Delete the directories (final and temporary) of a segment the catalog shows as ours to delete:
+    retired and no longer read, or reserved by a writer that died. True once nothing is left (a file
+    still open elsewhere cannot be deleted on Windows: try again later)."""
     parent = root / SEGMENTS
     if not parent.is_dir():
-        return
-    for p in parent.iterdir():
-        if p.name.startswith(".tmp-") or (p.name.isdigit() and int(p.name) not in known):
+        return True
+    doomed = [segment_dir(root, seg_id), _tmp_dir(root, seg_id)]
+    doomed += [p for p in parent.glob(f".tmp-{seg_id:06d}-*")]  # written by lfm-colbert 0.1.0
+    for p in doomed:
+        if p.exists():
             shutil.rmtree(p, ignore_errors=True)
-
-
-def next_segment_id(root: Path, known: set[int]) -> int:
-    parent = root / SEGMENTS
-    on_disk = {int(p.name) for p in parent.iterdir() if p.name.isdigit()} if parent.is_dir() else set()
-    return max(known | on_disk | {0}) + 1
+    return not any(p.exists() for p in doomed)
