@@ -1,17 +1,21 @@
 """Exact search: brute-force MaxSim over every live document's half-precision token vectors.
 
-The scan runs on length-bucketed blocks (see lfm_colbert.scoring) in bfloat16 on torch, which
-is the fastest CPU path and uses every core; the shortlist it returns is then rescored in float32
-from the float16 store, so reported scores and the final order are full precision.
+Each segment is scanned by the MaxSim kernel (lfm_colbert.scoring) in the dtype the CPU multiplies
+natively (bfloat16, else float32; lfm_colbert.cpu), from its memory-mapped scan copy
+(index/scancopy.py); the shortlist it returns is then rescored in float32 from the float16 store, so
+reported scores and the final order are full precision. All queries of a batch share each read.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from lfm_colbert.scoring import Buckets, build_buckets, maxsim_buckets, maxsim_rows
+from lfm_colbert.index.scancopy import open_copy
+from lfm_colbert.scoring import Kernel, Layout, maxsim_gather, maxsim_rows, maxsim_scan
 
 # Below this many allowed documents, a filtered search scores them one by one instead of scanning.
 SMALL_SUBSET = 2048
@@ -22,12 +26,35 @@ class ExactSegment:
     tokens: np.ndarray  # (N_tok, D) float16, usually memory-mapped
     offsets: np.ndarray  # (n_docs + 1,) int64
     alive: np.ndarray  # (n_docs,) bool
-    _buckets: Buckets | None = field(default=None, repr=False)
+    # Scan state: the layout (from document lengths only) and the scan copy per dtype. Neither
+    # depends on `alive`: deleted documents are scanned and dropped, so deletes invalidate nothing.
+    _layout: Layout | None = field(default=None, repr=False, compare=False)
+    _copies: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def buckets(self) -> Buckets:
-        if self._buckets is None:
-            self._buckets = build_buckets(self.tokens, self.offsets, np.flatnonzero(self.alive))
-        return self._buckets
+    def layout(self) -> Layout:
+        if self._layout is None:
+            self._layout = Layout.from_lengths(np.diff(np.asarray(self.offsets, dtype=np.int64)))
+        return self._layout
+
+    def scan_copy(self, dtype: str) -> np.ndarray | None:
+        """The memory-mapped scan copy in `dtype` (built on first use), or None (see scancopy.open_copy)."""
+        with self._lock:  # one builder per segment in this process
+            if dtype not in self._copies:
+                self._copies[dtype] = open_copy(self.tokens, self.offsets, self.layout(), dtype)
+            return self._copies[dtype]
+
+    def scores(self, queries: np.ndarray) -> np.ndarray:
+        """Scan-precision MaxSim (n_docs, B) of queries (B, Q, D) against every document, deleted ones too."""
+        from lfm_colbert import cpu
+
+        plan = cpu.plan()
+        kernel = Kernel(plan.dtype, plan.matmul)
+        copy = self.scan_copy(plan.copy_dtype)
+        if copy is not None:
+            return maxsim_scan(queries, self.layout(), copy, kernel)
+        starts = np.asarray(self.offsets[:-1], dtype=np.int64)
+        return maxsim_gather(queries, self.tokens, starts, self.layout(), kernel)
 
 
 def exact_search(
@@ -46,10 +73,7 @@ def exact_search(
         if filtered and len(rows) <= SMALL_SUBSET:
             scores = maxsim_rows(queries, seg.tokens, seg.offsets, rows)  # (n, B) exact already
         else:
-            live = np.flatnonzero(seg.alive)
-            scores = maxsim_buckets(queries, seg.buckets())  # (n_live, B)
-            if len(rows) != len(live):
-                scores = scores[mask[live]]
+            scores = seg.scores(queries)[rows]  # (n, B)
         for b in range(B):
             s = scores[:, b]
             top = np.argpartition(-s, shortlist - 1)[:shortlist] if len(s) > shortlist else np.arange(len(s))

@@ -29,7 +29,7 @@ import numpy as np
 
 from lfm_colbert.errors import IndexFormatError, InputError
 from lfm_colbert.index.store import load_npy, save_npy
-from lfm_colbert.scoring import _torch, token_ranges
+from lfm_colbert.scoring import _torch, maxsim_packed, token_ranges
 
 
 # From this many centroids on, tokens are assigned through an inverted file over the centroids.
@@ -308,8 +308,8 @@ def plaid_search(
         vecs = np.concatenate(stored)  # (n_tok, D)
     else:
         vecs = codec.decode(np.concatenate(codes), np.concatenate(packed))  # (n_tok, D)
-    starts = np.concatenate([[0], np.cumsum(np.concatenate(lens))[:-1]])  # (n,)
-    scores = np.maximum.reduceat(q @ vecs.T, starts, axis=1).sum(0)  # (Q, n_tok) -> (Q, n) -> (n,)
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate(lens))])  # (n + 1,)
+    scores = maxsim_packed(q[None], vecs, offsets)[:, 0]  # float32, the kernel every exact score uses
     out = list(zip(seg_idx.tolist(), rows.tolist(), scores.tolist()))
     out.sort(key=lambda t: (-t[2], t[0], t[1]))
     return out[:k]
