@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"deleted    {info['deleted_fraction']:.1%} of stored tokens (compacted above 25%)")
     print(f"size       {info['bytes_on_disk']:,} bytes; per token: {info['bytes_per_token_vectors']} "
           f"(vectors), {info['bytes_per_token_total']} (everything)")
+    print(f"kernel     {info['search_kernel']}")
     if args.verify:
         print("verified   every checksum matches")
     index.close()

@@ -38,6 +38,7 @@ from lfm_colbert.index.exact import ExactSegment, exact_search
 from lfm_colbert.index.metadata import Catalog, clean_metadata
 from lfm_colbert.index.plaid import Codec, PlaidParams, PlaidSegment, build_ivf, default_centroids, plaid_search
 from lfm_colbert.index.segments import next_segment_id, read_segment, remove_orphans, segment_dir, write_segment
+from lfm_colbert.cpu import plan as _cpu_plan
 from lfm_colbert.scoring import stack_queries, token_ranges
 from lfm_colbert.tokenization import check_texts
 
@@ -406,6 +407,7 @@ class Index:
             "bytes_on_disk": sum(sizes.values()),
             "bytes_per_token_vectors": round(vec_bytes / stored, 2) if stored else None,
             "bytes_per_token_total": round(sum(sizes.values()) / stored, 2) if stored else None,
+            "search_kernel": _cpu_plan().describe(),  # MaxSim dtype and engine this CPU gets (lfm_colbert.cpu)
         }
 
     def _codec_growth(self) -> float | None:

@@ -256,8 +256,11 @@ def plaid_search(
     k: int,
     params: PlaidParams | None = None,
     allowed: list[np.ndarray | None] | None = None,
+    trace: dict | None = None,
 ) -> list[tuple[int, int, float]]:
-    """Top-k (segment index, row, score) for one query (Q, D); `allowed[i]` optionally restricts segment i's rows."""
+    """Top-k (segment index, row, score) for one query (Q, D); `allowed[i]` optionally restricts segment i's rows.
+    `trace`, when given, receives the (segment index, row) arrays that reached stage 3 ("probed") and
+    stage 4 ("decoded"): bench/search.py splits recall lost to candidate generation from decoding."""
     params = params or PlaidParams.for_k(k)
     q = np.asarray(query, dtype=np.float32)
     S = q @ codec.centroids.T  # (Q, K)
@@ -287,7 +290,11 @@ def plaid_search(
         per_tok = np.take(S, seg.codes[idx].astype(np.intp), axis=1)  # (Q, n_tok)
         # Segment max along the contiguous axis: ~5x faster than reduceat over rows.
         approx[m] = np.maximum.reduceat(per_tok, starts[:-1], axis=1).sum(0)
+    if trace is not None:
+        trace["probed"] = (seg_idx.copy(), rows.copy())
     seg_idx, rows = _top(seg_idx, rows, approx, max(k, params.ndecode))
+    if trace is not None:
+        trace["decoded"] = (seg_idx.copy(), rows.copy())
 
     # 4. exact MaxSim on the survivors, gathered from all segments and decoded (or read) at once
     order = np.argsort(seg_idx, kind="stable")
