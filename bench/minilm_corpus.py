@@ -16,7 +16,8 @@ Built once and cached (default .bench/minilm/, gitignored; --cache or LFM_BENCH_
     vectors.npy (N_tok, 128) float16, doclens.npy (n,) int32, queries.npy (n_q, 32, 128) float16 zero-padded,
     query_lens.npy, meta.json
 
-    python bench/minilm_corpus.py --docs 100000     # about 10M tokens: ~10-20 min on 2 cores
+    python bench/minilm_corpus.py --docs 10000      # about 1M tokens: a few minutes on 2 cores
+    python bench/minilm_corpus.py --docs 100000     # about 10M tokens: ~15 min on 2 quiet cores
 """
 
 from __future__ import annotations
