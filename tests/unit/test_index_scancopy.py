@@ -94,3 +94,17 @@ def test_an_unwritable_copy_falls_back_to_the_store(segment, cpu_path, monkeypat
         got = seg.scores(q)
     np.testing.assert_array_equal(got, _gathered(seg, q))
     assert not list(Path(seg.tokens.filename).parent.glob("*scan-*"))
+
+
+def test_rescoring_reads_rows_from_the_file_as_stored(segment):
+    seg, q = segment
+    rows = np.array([5, 0, 299, 17, 17])
+    want = np.concatenate([np.asarray(seg.tokens[seg.offsets[r] : seg.offsets[r + 1]]) for r in rows])
+    flat, local = seg.read_rows(rows)  # positional reads from vectors.npy
+    assert seg._file() is not None
+    np.testing.assert_array_equal(flat, want)
+    assert local.tolist() == np.concatenate([[0], np.cumsum(np.diff(seg.offsets)[rows])]).tolist()
+    mem = ExactSegment(np.asarray(seg.tokens), seg.offsets, seg.alive)  # not a file: indexed instead
+    assert mem._file() is None
+    np.testing.assert_array_equal(mem.read_rows(rows)[0], want)
+    np.testing.assert_array_equal(seg.rescore(q, rows), mem.rescore(q, rows))
