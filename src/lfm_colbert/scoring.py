@@ -166,7 +166,10 @@ def _pool(n: int) -> ThreadPoolExecutor:
 
 
 def _run(fn: Callable[[Any], None], tasks: list, threads: int) -> None:
-    if threads <= 1 or len(tasks) < 2:
+    # Even one task goes to a (single-threaded) worker: in the caller's thread a small matmul opens a
+    # parallel region over every core, and on a loaded machine such regions stall for a whole
+    # scheduler tick (4-8 ms) waiting for a descheduled thread.
+    if threads <= 1 or threading.current_thread().name.startswith("lfm-maxsim"):
         for t in tasks:
             fn(t)
         return
