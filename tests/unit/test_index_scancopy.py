@@ -108,3 +108,14 @@ def test_rescoring_reads_rows_from_the_file_as_stored(segment):
     assert mem._file() is None
     np.testing.assert_array_equal(mem.read_rows(rows)[0], want)
     np.testing.assert_array_equal(seg.rescore(q, rows), mem.rescore(q, rows))
+
+
+def test_the_scan_holds_no_copy_of_the_vectors_in_process_memory(segment, cpu_path):
+    """Issue 14 item 12: the old scan kept a bfloat16 copy of every token in RAM for the index's life."""
+    seg, q = segment
+    seg.scores(q)
+    exact_search(q, [seg], k=5)
+    held = [v for v in vars(seg).values() if isinstance(v, np.ndarray)]
+    held += [v for v in seg._copies.values() if isinstance(v, np.ndarray)]
+    big = [v for v in held if v.nbytes >= seg.tokens.nbytes // 2]
+    assert big and all(isinstance(v, np.memmap) for v in big)  # the stored vectors and the scan copy, both mapped
