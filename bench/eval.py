@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default=None, help="where the checkpoint and conversions go (default: a temp dir)")
     args = ap.parse_args(argv)
 
-    from lfm_colbert.eval.datasets import load_dataset
+    from lfm_colbert.eval.sources import load_dataset
     from lfm_colbert.eval.report import markdown_table, write_report
     from lfm_colbert.eval.runner import load_system, run_evaluation
     from lfm_colbert.synthetic import write_checkpoint

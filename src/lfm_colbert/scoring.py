@@ -1,42 +1,51 @@
-"""MaxSim late-interaction scoring on numpy arrays, plus the chunked kernel the index scans with.
+"""MaxSim late-interaction scoring: one kernel for exact search, rescoring, rerank() and evaluation.
 
 score(q, d) = sum over query tokens s of max over document tokens t of <q_s, d_t>
 
-Documents are stored flat: all token vectors in one (N_tokens, D) array and an offsets array
-(n_docs + 1,) so that document i is tokens[offsets[i]:offsets[i+1]]. To scan them fast, documents
-are sorted by length and cut into buckets of similar length, each padded into a dense
-(n, T, D) block by repeating the document's own last token; a repeated token cannot change a
-max, so padded scores are exact and one batched matmul scores a whole bucket.
+Documents are stored flat: all token vectors in one (N_tokens, D) array and offsets (n_docs + 1,),
+document i being tokens[offsets[i]:offsets[i+1]]. The kernel regroups documents by length
+(`Layout`): documents of one group are padded to one length T by repeating their own last token
+(a repeated token cannot change a max, so scores stay exact), so a group of m documents is one
+(m * T, D) block and one matmul against all query tokens of a batch of queries:
+
+    S = block @ queries.T          (m * T, B * Q)   the GEMM, in the plan's dtype
+    S.view(m, T, B * Q).amax(1)    (m, B * Q)       max over each document's tokens, in float32
+    .view(m, B, Q).sum(-1)         (m, B)
+
+The max runs over rows of B * Q contiguous scores, i.e. whole vectors. A block comes either from
+a scan copy (the documents already regrouped and converted, memory-mapped: `maxsim_scan`), or is
+gathered from the flat store on the fly (`maxsim_packed`, `maxsim_rows`, `maxsim`). Blocks are
+scored by a small pool of threads, each running single-threaded torch ops, so a loaded machine
+never stalls a parallel region, and a batch of queries shares one read of every block.
+
+The dtype (bfloat16 where the CPU multiplies it natively, else float32) comes from
+`lfm_colbert.cpu.plan()`; float32 calls (rescoring, rerank, evaluation) are exact in float32.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-# Tokens per bucket: bounds the (tokens, queries x query tokens) score block held at once.
-BUCKET_TOKENS = 1 << 17
+from lfm_colbert import cpu
 
-
-def maxsim(query: np.ndarray, documents: Sequence[np.ndarray]) -> np.ndarray:
-    """MaxSim of one query (Q, D) against each document (T_i, D); returns float32 scores (N,)."""
-    q = np.asarray(query, dtype=np.float32)
-    scores = np.empty(len(documents), dtype=np.float32)
-    for i, doc in enumerate(documents):
-        d = np.asarray(doc, dtype=np.float32)
-        if d.shape[0] == 0:
-            scores[i] = 0.0
-            continue
-        scores[i] = (q @ d.T).max(axis=1).sum()  # (Q, T) -> (Q,) -> ()
-    return scores
+# Output scores one task holds at once (float32): bounds a task's scratch to 4 MiB.
+TASK_SCORES = 1 << 20
+# Fewest block rows per task: smaller matmuls lose more to per-call overhead than threads win.
+MIN_TASK_ROWS = 1024
+# Padding a length group may add, as a fraction of its real tokens.
+PAD_WASTE = 1 / 16
 
 
 def _torch() -> Any:
     try:
         import torch
-    except ImportError:  # numpy fallback: same results, about half the speed
+    except ImportError:  # numpy fallback: float32 only
         return None
     return torch
 
@@ -55,81 +64,6 @@ def stack_queries(queries: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-@dataclass
-class Buckets:
-    """Documents regrouped for scanning: blocks[j] (n_j, T_j, D) scores into positions[j] (n_j,)."""
-
-    positions: list[np.ndarray]
-    blocks: list[Any]  # torch bf16 tensors, or float32 numpy arrays without torch
-    n_docs: int
-
-    @property
-    def nbytes(self) -> int:
-        return int(sum(b.numel() * b.element_size() if hasattr(b, "numel") else b.nbytes for b in self.blocks))
-
-
-def build_buckets(
-    tokens: np.ndarray, offsets: np.ndarray, rows: np.ndarray | None = None, max_tokens: int = BUCKET_TOKENS
-) -> Buckets:
-    """Pack documents `rows` (default all) of a flat store into length-sorted padded blocks.
-
-    Block j's scores belong to output positions `positions[j]` (indices into `rows`).
-    """
-    torch = _torch()
-    offsets = np.asarray(offsets, dtype=np.int64)
-    rows = np.arange(len(offsets) - 1) if rows is None else np.asarray(rows, dtype=np.int64)
-    lens = offsets[rows + 1] - offsets[rows]
-    if len(rows) and lens.min() <= 0:
-        raise ValueError("documents must have at least one token")
-    order = np.argsort(lens, kind="stable")
-    positions, blocks = [], []
-    start = 0
-    while start < len(order):
-        # Grow the bucket while its padded size (n * longest) stays under the token budget.
-        end = start + 1
-        longest = int(lens[order[start]])
-        while end < len(order) and (end - start + 1) * int(lens[order[end]]) <= max_tokens:
-            longest = int(lens[order[end]])
-            end += 1
-        pos = order[start:end]
-        ar = np.arange(longest)
-        idx = offsets[rows[pos]][:, None] + np.minimum(ar[None, :], lens[pos][:, None] - 1)  # (n, T)
-        block = np.asarray(tokens[idx.reshape(-1)], dtype=np.float32).reshape(len(pos), longest, -1)  # (n, T, D)
-        if torch is not None:
-            blocks.append(torch.from_numpy(block).to(torch.bfloat16))
-        else:
-            blocks.append(block)
-        positions.append(pos)
-        start = end
-    return Buckets(positions, blocks, len(rows))
-
-
-def maxsim_buckets(queries: np.ndarray, buckets: Buckets, query_group: int = 16) -> np.ndarray:
-    """Scores (n_docs, B) of queries (B, Q, D) against every document in `buckets`."""
-    torch = _torch()
-    B, Q, D = queries.shape
-    out = np.empty((buckets.n_docs, B), dtype=np.float32)
-    for g in range(0, B, query_group):
-        qg = queries[g : g + query_group]  # (b, Q, D)
-        b = qg.shape[0]
-        flat = qg.reshape(b * Q, D)
-        if torch is not None:
-            qb = torch.from_numpy(np.ascontiguousarray(flat)).to(torch.bfloat16)  # (bQ, D)
-            with torch.inference_mode():
-                for pos, block in zip(buckets.positions, buckets.blocks):
-                    n, T, _ = block.shape
-                    # Scores laid out (bQ, n*T) so the max over a document's T tokens runs along
-                    # contiguous memory: a strided max over T cost as much as the matmul itself.
-                    s = (qb @ block.view(n * T, D).T).view(b * Q, n, T).amax(-1)  # (bQ, n), exact in bf16
-                    out[pos, g : g + b] = s.float().view(b, Q, n).sum(1).T.numpy()  # (n, b)
-        else:
-            for pos, block in zip(buckets.positions, buckets.blocks):
-                n, T, _ = block.shape
-                s = (block.reshape(n * T, D) @ flat.T).reshape(n, T, b, Q).max(1)  # (n, b, Q)
-                out[pos, g : g + b] = s.sum(-1)
-    return out
-
-
 def token_ranges(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Token indices of documents `rows` laid end to end, and where each document starts in that list."""
     lens = offsets[rows + 1] - offsets[rows]
@@ -139,17 +73,250 @@ def token_ranges(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.
     return idx, starts
 
 
-def maxsim_rows(queries: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Full-precision (float32) scores (len(rows), B) for a few rows of a flat store; used to rescore a shortlist."""
-    B, Q, D = queries.shape
-    rows = np.asarray(rows, dtype=np.int64)
-    out = np.zeros((len(rows), B), dtype=np.float32)
-    if len(rows) == 0:
+# -- layout ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Layout:
+    """Documents regrouped by length. Group g holds documents order[doc0[g]:doc0[g+1]], each padded
+    to length T[g]; in a scan copy its rows are row0[g] : row0[g] + n_g * T[g]."""
+
+    order: np.ndarray  # (n,) document positions, in scan order
+    lengths: np.ndarray  # (n,) real lengths, in scan order
+    doc0: np.ndarray  # (G + 1,)
+    T: np.ndarray  # (G,)
+    row0: np.ndarray  # (G + 1,)
+
+    @classmethod
+    def from_lengths(cls, lengths: np.ndarray, waste: float = PAD_WASTE) -> "Layout":
+        """Sort by length and cut groups greedily, each as long as its padding stays under `waste`."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if len(lengths) and lengths.min() <= 0:
+            raise ValueError("documents must have at least one token")
+        order = np.argsort(lengths, kind="stable")
+        ls = lengths[order]
+        csum = np.concatenate([[0], np.cumsum(ls)])
+        doc0, T = [0], []
+        i, n = 0, len(ls)
+        while i < n:
+            # Largest j with (j - i) * ls[j-1] <= (1 + waste) * (csum[j] - csum[i]); the left side
+            # grows faster than the right, so a binary search over j finds the boundary.
+            lo, hi = i + 1, n
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if (mid - i) * ls[mid - 1] <= (1 + waste) * (csum[mid] - csum[i]):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            T.append(int(ls[lo - 1]))
+            doc0.append(lo)
+            i = lo
+        doc0_a, T_a = np.array(doc0, dtype=np.int64), np.array(T, dtype=np.int64)
+        row0 = np.concatenate([[0], np.cumsum(np.diff(doc0_a) * T_a)]).astype(np.int64)
+        return cls(order, ls, doc0_a, T_a, row0)
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.order)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.row0[-1])
+
+    def gather_index(self, starts: np.ndarray, g: int, d0: int, d1: int) -> np.ndarray:
+        """Flat-store token indices (m * T,) of documents d0:d1 of group g, padded by repetition;
+        starts[i] is where document i's tokens begin in the flat store."""
+        T = int(self.T[g])
+        docs = self.order[self.doc0[g] + d0 : self.doc0[g] + d1]
+        lens = self.lengths[self.doc0[g] + d0 : self.doc0[g] + d1]
+        idx = starts[docs][:, None] + np.minimum(np.arange(T)[None, :], lens[:, None] - 1)  # (m, T)
+        return idx.reshape(-1)
+
+    def tasks(self, width: int) -> list[tuple[int, int, int]]:
+        """(group, first doc, end doc) pieces of about TASK_SCORES / width padded rows each."""
+        rows = max(MIN_TASK_ROWS, TASK_SCORES // max(1, width))
+        out = []
+        for g in range(len(self.T)):
+            n = int(self.doc0[g + 1] - self.doc0[g])
+            step = max(1, rows // int(self.T[g]))
+            out += [(g, d, min(n, d + step)) for d in range(0, n, step)]
         return out
-    idx, starts = token_ranges(offsets, rows)
-    d = np.asarray(tokens[idx], dtype=np.float32)  # (n_tok, D), one gather
-    flat = np.ascontiguousarray(queries.reshape(B * Q, D))
+
+
+# -- the kernel ------------------------------------------------------------------------------------
+
+
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _single_thread() -> None:
     torch = _torch()
-    # One matmul for all rows; on torch when present (numpy BLAS right after torch work contends for cores).
-    s = (torch.from_numpy(d) @ torch.from_numpy(flat).T).numpy() if torch is not None else d @ flat.T  # (n_tok, BQ)
-    return np.maximum.reduceat(s, starts[:-1], axis=0).reshape(len(rows), B, Q).sum(-1)
+    if torch is not None:
+        torch.set_num_threads(1)  # per thread with OpenMP: the caller's own setting is untouched
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    """A pool of n workers, each running single-threaded torch ops; remade after a fork."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != n or _POOL[1] != os.getpid():
+            _POOL = (n, os.getpid(), ThreadPoolExecutor(n, thread_name_prefix="lfm-maxsim", initializer=_single_thread))
+        return _POOL[2]
+
+
+def _run(fn: Callable[[Any], None], tasks: list, threads: int) -> None:
+    # Even one task goes to a (single-threaded) worker: in the caller's thread a small matmul opens a
+    # parallel region over every core, and on a loaded machine such regions stall for a whole
+    # scheduler tick (4-8 ms) waiting for a descheduled thread.
+    if threads <= 1 or threading.current_thread().name.startswith("lfm-maxsim"):
+        for t in tasks:
+            fn(t)
+        return
+    for f in [_pool(threads).submit(fn, t) for t in tasks]:
+        f.result()  # re-raises a worker's exception here
+
+
+class Kernel:
+    """Scores blocks of padded documents against a batch of queries, in one dtype."""
+
+    def __init__(self, dtype: str, matmul: str):
+        self.dtype, self.matmul = dtype, matmul
+        self.torch = _torch() if matmul != "numpy" else None
+        if self.torch is None:
+            self.dtype, self.matmul = "float32", "numpy"
+
+    @classmethod
+    def for_scan(cls) -> "Kernel":
+        p = cpu.plan()
+        return cls(p.dtype, p.matmul)
+
+    @classmethod
+    def float32(cls) -> "Kernel":
+        return cls("float32", cpu.plan().matmul)
+
+    @property
+    def threads(self) -> int:
+        return self.torch.get_num_threads() if self.torch is not None else 1
+
+    def prepare(self, queries: np.ndarray) -> Any:
+        """(B, Q, D) float32 -> the (B * Q, D) operand, in this kernel's dtype."""
+        flat = np.ascontiguousarray(queries.reshape(-1, queries.shape[-1]), dtype=np.float32)
+        if self.torch is None:
+            return flat
+        q = self.torch.from_numpy(flat)
+        return q.to(self.torch.bfloat16) if self.dtype == "bfloat16" else q
+
+    def convert(self, block: np.ndarray) -> Any:
+        """A (rows, D) block as stored (float16, float32, or bfloat16 bits as uint16) -> this dtype."""
+        torch = self.torch
+        if torch is None:
+            return np.asarray(block, dtype=np.float32)
+        if block.dtype == np.uint16:  # bfloat16 bits
+            t = torch.from_numpy(np.ascontiguousarray(block)).view(torch.bfloat16)
+            return t if self.dtype == "bfloat16" else t.float()
+        t = torch.from_numpy(np.ascontiguousarray(block))
+        if self.dtype == "bfloat16":
+            # float16 -> bfloat16 directly is a scalar loop in torch (5x slower than via float32).
+            return (t.float() if t.dtype != torch.float32 else t).to(torch.bfloat16)
+        return t.float() if t.dtype != torch.float32 else t
+
+    def scores(self, block: Any, q: Any, m: int, T: int, B: int) -> np.ndarray:
+        """block (m * T, D), q (B * Q, D) -> MaxSim (m, B) float32."""
+        if self.torch is None:
+            s = block @ q.T  # (m*T, BQ)
+            return s.reshape(m, T, -1).max(1).reshape(m, B, -1).sum(-1)
+        torch = self.torch
+        with torch.inference_mode():
+            if self.matmul == "onednn":
+                s = torch.ops.mkldnn._linear_pointwise(block, q, None, "none", [], "")  # (m*T, BQ)
+            else:
+                s = block @ q.T
+            # A bfloat16 max runs as a scalar loop in torch; float32 is vectorised, and the conversion
+            # touches B*Q numbers per token against the GEMM's B*Q*D multiply-adds.
+            if s.dtype != torch.float32:
+                s = s.float()
+            return s.view(m, T, -1).amax(1).view(m, B, -1).sum(-1).numpy()
+
+
+def _score_layout(
+    queries: np.ndarray, layout: Layout, block: Callable[[int, int, int], np.ndarray], kernel: Kernel
+) -> np.ndarray:
+    """MaxSim (n, B) of queries (B, Q, D) against every document of `layout`, in input order;
+    block(g, d0, d1) gives documents d0:d1 of group g as stored rows (m * T, D)."""
+    B, Q, _ = queries.shape
+    out = np.empty((layout.n_docs, B), dtype=np.float32)
+    if layout.n_docs == 0:
+        return out
+    q = kernel.prepare(queries)
+
+    def task(t: tuple[int, int, int]) -> None:
+        g, d0, d1 = t
+        T = int(layout.T[g])
+        s = kernel.scores(kernel.convert(block(g, d0, d1)), q, d1 - d0, T, B)
+        out[layout.order[layout.doc0[g] + d0 : layout.doc0[g] + d1]] = s
+
+    _run(task, layout.tasks(B * Q), kernel.threads)
+    return out
+
+
+def maxsim_scan(queries: np.ndarray, layout: Layout, copy: np.ndarray, kernel: Kernel | None = None) -> np.ndarray:
+    """MaxSim (n, B) against documents held in a scan copy: `copy` (layout.n_rows, D), the layout's
+    padded rows (bfloat16 bits as uint16, or float16), usually memory-mapped."""
+    kernel = kernel or Kernel.for_scan()
+
+    def block(g: int, d0: int, d1: int) -> np.ndarray:
+        T = int(layout.T[g])
+        return copy[layout.row0[g] + d0 * T : layout.row0[g] + d1 * T]
+
+    return _score_layout(queries, layout, block, kernel)
+
+
+def maxsim_gather(
+    queries: np.ndarray, tokens: np.ndarray, starts: np.ndarray, layout: Layout, kernel: Kernel
+) -> np.ndarray:
+    """MaxSim (n, B) of the documents of `layout`, document i being tokens[starts[i]:starts[i] + length],
+    each group's block gathered from the flat store (and converted) when it is scored."""
+
+    def block(g: int, d0: int, d1: int) -> np.ndarray:
+        return np.asarray(tokens[layout.gather_index(starts, g, d0, d1)])
+
+    return _score_layout(queries, layout, block, kernel)
+
+
+def _maxsim_gathered(
+    queries: np.ndarray, tokens: np.ndarray, starts: np.ndarray, lens: np.ndarray, kernel: Kernel
+) -> np.ndarray:
+    """Like maxsim_gather for documents given by starts and lengths; documents without tokens score 0."""
+    out = np.zeros((len(lens), queries.shape[0]), dtype=np.float32)
+    keep = np.flatnonzero(lens > 0)
+    if len(keep):
+        out[keep] = maxsim_gather(queries, tokens, starts[keep], Layout.from_lengths(lens[keep]), kernel)
+    return out
+
+
+def maxsim_packed(
+    queries: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, kernel: Kernel | None = None
+) -> np.ndarray:
+    """MaxSim (n, B) of queries (B, Q, D) against every document of a flat store (offsets (n + 1,)).
+    Float32 unless `kernel` says otherwise; documents without tokens score 0."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    return _maxsim_gathered(queries, tokens, offsets[:-1], np.diff(offsets), kernel or Kernel.float32())
+
+
+def maxsim_rows(queries: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Float32 MaxSim (len(rows), B) for some documents of a flat store; rescores a shortlist."""
+    rows = np.asarray(rows, dtype=np.int64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    return _maxsim_gathered(queries, tokens, offsets[rows], offsets[rows + 1] - offsets[rows], Kernel.float32())
+
+
+def maxsim(query: np.ndarray, documents: Sequence[np.ndarray]) -> np.ndarray:
+    """Float32 MaxSim of one query (Q, D) against each document (T_i, D): scores (N,); empty documents score 0."""
+    q = np.asarray(query, dtype=np.float32)
+    if len(documents) == 0:
+        return np.zeros(0, dtype=np.float32)
+    docs = [np.asarray(d, dtype=np.float32).reshape(-1, q.shape[1]) for d in documents]
+    offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
+    flat = np.concatenate(docs) if offsets[-1] else np.zeros((0, q.shape[1]), np.float32)
+    return maxsim_packed(q[None], flat, offsets)[:, 0]

@@ -8,14 +8,8 @@ from pathlib import Path
 import pytest
 
 from lfm_colbert.errors import DatasetError
-from lfm_colbert.eval.datasets import (
-    RetrievalDataset,
-    expand_specs,
-    load_beir_folder,
-    load_cached,
-    load_dataset,
-    save_beir_folder,
-)
+from lfm_colbert.eval.datasets import RetrievalDataset, load_beir_folder, load_cached, save_beir_folder
+from lfm_colbert.eval.sources import expand_specs, load_dataset
 
 
 def write_beir(root: Path, corpus=None, queries=None, qrels=None, split="test") -> Path:

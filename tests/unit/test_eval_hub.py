@@ -9,7 +9,7 @@ import pytest
 
 from lfm_colbert.errors import DatasetError
 from lfm_colbert.eval import hub
-from lfm_colbert.eval.datasets import load_dataset
+from lfm_colbert.eval.sources import load_dataset
 
 
 class FakeDataset(list):

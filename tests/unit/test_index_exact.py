@@ -25,7 +25,13 @@ def _index(tmp_path, docs, name="idx"):
     return index
 
 
-def test_exact_search_equals_direct_maxsim(tmp_path, corpus):
+@pytest.mark.parametrize("path", ["auto", "portable"])
+def test_exact_search_equals_direct_maxsim(tmp_path, corpus, path, monkeypatch):
+    from lfm_colbert import cpu
+    from lfm_colbert.index import scancopy
+
+    monkeypatch.setenv(cpu.ENV, path)
+    monkeypatch.setattr(scancopy, "MIN_TOKENS", 1)  # scan through the memory-mapped scan copy
     docs, queries = corpus
     index = _index(tmp_path, docs)
     stored = [d.astype(np.float16).astype(np.float32) for d in docs]  # the index keeps float16

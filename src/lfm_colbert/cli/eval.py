@@ -46,7 +46,7 @@ notes:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from lfm_colbert.eval.datasets import DATASET_HELP
+    from lfm_colbert.eval.sources import DATASET_HELP
 
     p = subparsers.add_parser(
         "eval",
@@ -99,7 +99,7 @@ def _split_list(value: str | None) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from lfm_colbert.eval.crosslingual import crosslingual_pairs
-    from lfm_colbert.eval.datasets import expand_specs, load_dataset
+    from lfm_colbert.eval.sources import expand_specs, load_dataset
     from lfm_colbert.eval.report import markdown_table, write_report
     from lfm_colbert.eval.runner import PRECISIONS, load_system, run_evaluation
 

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
               f"(vectors), {info['bytes_per_token_total']} (everything)")
     else:
         print(f"size       {info['bytes_on_disk']:,} bytes (no documents yet)")
+    print(f"kernel     {info['search_kernel']}")
     if args.verify:
         print("verified   every checksum matches")
     index.close()

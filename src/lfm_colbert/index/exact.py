@@ -1,17 +1,23 @@
 """Exact search: brute-force MaxSim over every live document's half-precision token vectors.
 
-The scan runs on length-bucketed blocks (see lfm_colbert.scoring) in bfloat16 on torch, which
-is the fastest CPU path and uses every core; the shortlist it returns is then rescored in float32
-from the float16 store, so reported scores and the final order are full precision.
+Each segment is scanned by the MaxSim kernel (lfm_colbert.scoring) in the dtype the CPU multiplies
+natively (bfloat16, else float32; lfm_colbert.cpu), from its memory-mapped scan copy
+(index/scancopy.py); the shortlist it returns is then rescored in float32 from the float16 store, so
+reported scores and the final order are full precision. All queries of a batch share each read.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from lfm_colbert.scoring import Buckets, build_buckets, maxsim_buckets, maxsim_rows
+from lfm_colbert.index.scancopy import open_copy
+from lfm_colbert.scoring import Kernel, Layout, maxsim_gather, maxsim_packed, maxsim_scan
 
 # Below this many allowed documents, a filtered search scores them one by one instead of scanning.
 SMALL_SUBSET = 2048
@@ -22,12 +28,86 @@ class ExactSegment:
     tokens: np.ndarray  # (N_tok, D) float16, usually memory-mapped
     offsets: np.ndarray  # (n_docs + 1,) int64
     alive: np.ndarray  # (n_docs,) bool
-    _buckets: Buckets | None = field(default=None, repr=False)
+    # Scan state: the layout (from document lengths only) and the scan copy per dtype. Neither
+    # depends on `alive`: deleted documents are scanned and dropped, so deletes invalidate nothing.
+    _layout: Layout | None = field(default=None, repr=False, compare=False)
+    _copies: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def buckets(self) -> Buckets:
-        if self._buckets is None:
-            self._buckets = build_buckets(self.tokens, self.offsets, np.flatnonzero(self.alive))
-        return self._buckets
+    def layout(self) -> Layout:
+        if self._layout is None:
+            self._layout = Layout.from_lengths(np.diff(np.asarray(self.offsets, dtype=np.int64)))
+        return self._layout
+
+    def scan_copy(self, dtype: str) -> np.ndarray | None:
+        """The memory-mapped scan copy in `dtype` (built on first use), or None (see scancopy.open_copy)."""
+        with self._lock:  # one builder per segment in this process
+            if dtype not in self._copies:
+                self._copies[dtype] = open_copy(self.tokens, self.offsets, self.layout(), dtype)
+            return self._copies[dtype]
+
+    def read_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stored vectors of documents `rows` laid end to end, and offsets (len(rows) + 1,) into them.
+
+        From a file, with positional reads rather than through the memory map: page-cache folios are
+        mapped whole (up to 2 MiB), so rescoring a few dozen scattered documents per query through the
+        map left all of vectors.npy in this process's resident set after a few dozen queries."""
+        rows = np.asarray(rows, dtype=np.int64)
+        offsets = np.asarray(self.offsets, dtype=np.int64)
+        lens = offsets[rows + 1] - offsets[rows]
+        local = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        fd = self._file()
+        if fd is None:
+            idx = np.repeat(offsets[rows] - local[:-1], lens) + np.arange(local[-1])
+            return np.asarray(self.tokens[idx]), local
+        dim, item = self.tokens.shape[1], self.tokens.dtype.itemsize
+        out = np.empty((int(local[-1]), dim), dtype=self.tokens.dtype)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        base = int(self.tokens.offset)
+        for r, a, b in zip(rows.tolist(), local[:-1].tolist(), local[1:].tolist()):
+            want, pos = (b - a) * dim * item, base + int(offsets[r]) * dim * item
+            got = os.preadv(fd, [view[a * dim * item : b * dim * item]], pos)
+            if got != want:
+                raise OSError(f"short read from {self.tokens.filename}: {got} of {want} bytes")
+        return out, local
+
+    def _file(self) -> int | None:
+        """A read-only descriptor of the memory-mapped vectors file, or None (not a whole-file map, no preadv)."""
+        if "fd" not in self._copies:
+            fd = None
+            name = getattr(self.tokens, "filename", None)
+            if name and hasattr(os, "preadv") and self.tokens.ndim == 2 and self.tokens.flags.c_contiguous:
+                try:
+                    fd = os.open(name, os.O_RDONLY)
+                    whole = int(self.tokens.offset) + self.tokens.nbytes == os.fstat(fd).st_size
+                    if not whole:  # a slice of a map: its offset does not say where it starts
+                        os.close(fd)
+                        fd = None
+                    else:
+                        weakref.finalize(self, os.close, fd)
+                except OSError:
+                    fd = None
+            self._copies["fd"] = fd
+        return self._copies["fd"]
+
+    def rescore(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Float32 MaxSim (len(rows), B) of some documents, read from the stored float16 vectors."""
+        if len(rows) == 0:
+            return np.zeros((0, queries.shape[0]), dtype=np.float32)
+        flat, local = self.read_rows(rows)
+        return maxsim_packed(queries, flat, local)
+
+    def scores(self, queries: np.ndarray) -> np.ndarray:
+        """Scan-precision MaxSim (n_docs, B) of queries (B, Q, D) against every document, deleted ones too."""
+        from lfm_colbert import cpu
+
+        plan = cpu.plan()
+        kernel = Kernel(plan.dtype, plan.matmul)
+        copy = self.scan_copy(plan.copy_dtype)
+        if copy is not None:
+            return maxsim_scan(queries, self.layout(), copy, kernel)
+        starts = np.asarray(self.offsets[:-1], dtype=np.int64)
+        return maxsim_gather(queries, self.tokens, starts, self.layout(), kernel)
 
 
 def exact_search(
@@ -44,12 +124,9 @@ def exact_search(
             continue
         filtered = allowed is not None and allowed[si] is not None
         if filtered and len(rows) <= SMALL_SUBSET:
-            scores = maxsim_rows(queries, seg.tokens, seg.offsets, rows)  # (n, B) exact already
+            scores = seg.rescore(queries, rows)  # (n, B) exact already
         else:
-            live = np.flatnonzero(seg.alive)
-            scores = maxsim_buckets(queries, seg.buckets())  # (n_live, B)
-            if len(rows) != len(live):
-                scores = scores[mask[live]]
+            scores = seg.scores(queries)[rows]  # (n, B)
         for b in range(B):
             s = scores[:, b]
             top = np.argpartition(-s, shortlist - 1)[:shortlist] if len(s) > shortlist else np.arange(len(s))
@@ -69,8 +146,7 @@ def exact_search(
         final = np.empty(len(rows), dtype=np.float32)
         for si in np.unique(seg_idx):
             m = seg_idx == si
-            seg = segments[si]
-            final[m] = maxsim_rows(queries[b : b + 1], seg.tokens, seg.offsets, rows[m])[:, 0]
+            final[m] = segments[si].rescore(queries[b : b + 1], rows[m])[:, 0]
         order = np.lexsort((rows, seg_idx, -final))[:k]
         results.append([(int(seg_idx[i]), int(rows[i]), float(final[i])) for i in order])
     return results

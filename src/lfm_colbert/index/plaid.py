@@ -29,7 +29,7 @@ import numpy as np
 
 from lfm_colbert.errors import IndexFormatError, InputError
 from lfm_colbert.index.store import load_npy, save_npy
-from lfm_colbert.scoring import _torch, token_ranges
+from lfm_colbert.scoring import _torch, maxsim_packed, token_ranges
 
 
 # From this many centroids on, tokens are assigned through an inverted file over the centroids.
@@ -256,8 +256,11 @@ def plaid_search(
     k: int,
     params: PlaidParams | None = None,
     allowed: list[np.ndarray | None] | None = None,
+    trace: dict | None = None,
 ) -> list[tuple[int, int, float]]:
-    """Top-k (segment index, row, score) for one query (Q, D); `allowed[i]` optionally restricts segment i's rows."""
+    """Top-k (segment index, row, score) for one query (Q, D); `allowed[i]` optionally restricts segment i's rows.
+    `trace`, when given, receives the (segment index, row) arrays that reached stage 3 ("probed") and
+    stage 4 ("decoded"): bench/search.py splits recall lost to candidate generation from decoding."""
     params = params or PlaidParams.for_k(k)
     q = np.asarray(query, dtype=np.float32)
     S = q @ codec.centroids.T  # (Q, K)
@@ -287,7 +290,11 @@ def plaid_search(
         per_tok = np.take(S, seg.codes[idx].astype(np.intp), axis=1)  # (Q, n_tok)
         # Segment max along the contiguous axis: ~5x faster than reduceat over rows.
         approx[m] = np.maximum.reduceat(per_tok, starts[:-1], axis=1).sum(0)
+    if trace is not None:
+        trace["probed"] = (seg_idx.copy(), rows.copy())
     seg_idx, rows = _top(seg_idx, rows, approx, max(k, params.ndecode))
+    if trace is not None:
+        trace["decoded"] = (seg_idx.copy(), rows.copy())
 
     # 4. exact MaxSim on the survivors, gathered from all segments and decoded (or read) at once
     order = np.argsort(seg_idx, kind="stable")
@@ -308,8 +315,8 @@ def plaid_search(
         vecs = np.concatenate(stored)  # (n_tok, D)
     else:
         vecs = codec.decode(np.concatenate(codes), np.concatenate(packed))  # (n_tok, D)
-    starts = np.concatenate([[0], np.cumsum(np.concatenate(lens))[:-1]])  # (n,)
-    scores = np.maximum.reduceat(q @ vecs.T, starts, axis=1).sum(0)  # (Q, n_tok) -> (Q, n) -> (n,)
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate(lens))])  # (n + 1,)
+    scores = maxsim_packed(q[None], vecs, offsets)[:, 0]  # float32, the kernel every exact score uses
     out = list(zip(seg_idx.tolist(), rows.tolist(), scores.tolist()))
     out.sort(key=lambda t: (-t[2], t[0], t[1]))
     return out[:k]

@@ -19,6 +19,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from lfm_colbert.cpu import plan as cpu_plan
 from lfm_colbert.errors import IndexFormatError, InputError
 from lfm_colbert.index import engine, pins, store
 from lfm_colbert.index.checks import check_id
@@ -231,6 +232,7 @@ class Reader:
             "bytes_on_disk": total,
             "bytes_per_token_vectors": round(vec_bytes / stored, 2) if stored else None,
             "bytes_per_token_total": round(total / stored, 2) if stored else None,
+            "search_kernel": cpu_plan().describe(),  # MaxSim dtype and engine this CPU gets (lfm_colbert.cpu)
         }
 
     def verify_files(self) -> None:

@@ -1,0 +1,155 @@
+"""What the CPU multiplies natively, decided once per process: the MaxSim kernel's dtype and engine.
+
+    native     bfloat16 matmuls where the CPU has them in hardware (x86 AVX-512 BF16 or AMX-BF16;
+               ARM BF16 / SVE with BF16), through oneDNN; float32 everywhere else (AVX2, AVX-512
+               without BF16, NEON), where a bfloat16 matmul is emulated and several times slower
+    portable   float32 whatever the CPU (LFM_COLBERT_CPU=portable): the path AVX2-only machines take,
+               forced so that tests and benchmarks cover it on any machine
+
+float32 matmuls go through oneDNN when torch has it (on AMD CPUs torch's default float32 GEMM, MKL,
+ran at 40 % of oneDNN's rate in bench/search.py), else through torch or numpy.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV = "LFM_COLBERT_CPU"
+MODES = ("auto", "native", "portable")
+
+# Flags that name a native 16-bit matmul, as /proc/cpuinfo spells them.
+_X86_BF16 = ("amx_bf16", "avx512_bf16")
+_ARM_BF16 = ("bf16", "svebf16")
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """The MaxSim kernel's choices. `dtype` is what the scan multiplies in; `copy_dtype` what its
+    memory-mapped scan copy holds (bfloat16 for a bfloat16 scan; float16, the stored precision,
+    for a float32 one); `matmul` the GEMM engine."""
+
+    mode: str  # "native" or "portable"
+    dtype: str  # "bfloat16" or "float32"
+    copy_dtype: str  # "bfloat16" or "float16"
+    matmul: str  # "onednn", "torch" or "numpy"
+    isa: str  # the best instruction set found, e.g. "avx512_bf16", "amx_bf16", "avx2", "neon"
+    cpu: str  # the CPU's model name, when known
+
+    def describe(self) -> str:
+        return f"{self.dtype} {self.matmul} matmul, {self.isa} ({self.mode}{', forced' if self.forced else ''})"
+
+    @property
+    def forced(self) -> bool:
+        return os.environ.get(ENV, "auto").strip().lower() == "portable"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "dtype": self.dtype, "copy_dtype": self.copy_dtype, "matmul": self.matmul,
+                "isa": self.isa, "cpu": self.cpu, "summary": self.describe()}
+
+
+def cpu_flags() -> tuple[str, set[str]]:
+    """(model name, feature flags) from /proc/cpuinfo on Linux; elsewhere (model from platform, no flags)."""
+    path = Path("/proc/cpuinfo")
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return name, flags
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "cpu model") and value.strip():
+            name = value.strip()
+        elif key in ("flags", "features"):  # x86 / ARM
+            flags.update(value.split())
+    return name, flags
+
+
+def best_isa(flags: set[str], machine: str | None = None) -> str:
+    """The most capable relevant instruction set among `flags` (x86 or ARM), for reports."""
+    machine = (machine or platform.machine()).lower()
+    if machine in ("arm64", "aarch64") or "asimd" in flags:
+        for isa in ("svebf16", "bf16", "sve2", "sve", "asimdhp", "asimd"):
+            if isa in flags:
+                return {"asimd": "neon", "asimdhp": "neon-fp16"}.get(isa, isa)
+        return "arm64"
+    for isa in ("amx_bf16", "avx512_bf16", "avx512f", "avx2", "avx", "sse4_2"):
+        if isa in flags:
+            return isa
+    return machine or "unknown"
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _onednn_linear_works(torch: Any) -> bool:
+    """Whether torch exposes oneDNN's linear for dense float32 tensors, giving torch's own result."""
+    op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if op is None or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        x = torch.arange(24, dtype=torch.float32).reshape(6, 4) / 7
+        w = torch.arange(12, dtype=torch.float32).reshape(3, 4) / 5
+        return bool(torch.allclose(op(x, w, None, "none", [], ""), x @ w.T, rtol=1e-6, atol=1e-6))
+    except Exception:  # a private op: any failure means "not here"
+        return False
+
+
+def _bf16_native(torch: Any, flags: set[str], machine: str) -> bool:
+    """oneDNN runs bfloat16 matmuls in hardware: torch says so, and the CPU flags (when readable) agree."""
+    try:
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return False
+    except Exception:
+        return False
+    if not flags:  # no /proc/cpuinfo (macOS, Windows): trust torch's own check
+        return True
+    wanted = _ARM_BF16 if machine in ("arm64", "aarch64") else _X86_BF16
+    return any(f in flags for f in wanted)
+
+
+def mode_from_env() -> str:
+    mode = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if mode not in MODES:
+        raise ValueError(f"{ENV}={os.environ.get(ENV)!r}: use one of {', '.join(MODES)}")
+    return mode
+
+
+@functools.lru_cache(maxsize=None)
+def _plan(mode: str) -> KernelPlan:
+    name, flags = cpu_flags()
+    machine = platform.machine().lower()
+    isa = best_isa(flags, machine) if flags else _torch_isa() or machine
+    torch = _torch()
+    if torch is None:
+        return KernelPlan("portable" if mode == "portable" else "native", "float32", "float16", "numpy", isa, name)
+    if mode != "portable" and _bf16_native(torch, flags, machine):
+        return KernelPlan("native", "bfloat16", "bfloat16", "onednn", isa, name)
+    engine = "onednn" if _onednn_linear_works(torch) else "torch"
+    return KernelPlan("portable" if mode == "portable" else "native", "float32", "float16", engine, isa, name)
+
+
+def _torch_isa() -> str | None:
+    torch = _torch()
+    if torch is None:
+        return None
+    try:
+        return re.sub(r"\W", "", str(torch.backends.cpu.get_cpu_capability())).lower() or None
+    except Exception:
+        return None
+
+
+def plan() -> KernelPlan:
+    """The kernel plan for this process (LFM_COLBERT_CPU=portable forces float32); cached per mode."""
+    return _plan("portable" if mode_from_env() == "portable" else "auto")

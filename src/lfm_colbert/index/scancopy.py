@@ -1,0 +1,126 @@
+"""The scan copy: an exact segment's vectors regrouped by document length (scoring.Layout) and
+stored in the dtype the MaxSim kernel multiplies in, memory-mapped like the vectors themselves.
+
+    segments/000001/vectors.npy              (N_tok, D) float16     the stored vectors (never changed)
+    segments/000001/scan-v1-bfloat16.npy     (rows, D) uint16       bfloat16 bits, for a bfloat16 scan
+    segments/000001/scan-v1-float16.npy      (rows, D) float16      for a float32 scan (AVX2, portable)
+
+The copy is derived data, written on a segment's first scan (temporary name, fsync, rename) and
+removed with its segment directory. With it a search reads each token once, already in the kernel's
+dtype and layout, from the page cache: no float16 -> bfloat16 conversion per query (which costs
+as much as the matmul) and no copy of the vectors in process memory, so the OS can share it
+between processes and drop it under memory pressure. It costs disk: as much again as vectors.npy
+(plus at most 1/16 padding). Where it cannot be written (a read-only index, a full disk) the scan
+gathers and converts blocks from vectors.npy on every query instead: same results, slower.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from lfm_colbert.index.store import fsync_dir
+from lfm_colbert.scoring import Layout
+
+VERSION = 1
+# Segments smaller than this are scanned straight from vectors.npy: their conversion is cheap.
+MIN_TOKENS = 1 << 15
+# Rows converted and written at a time while building.
+WRITE_ROWS = 1 << 16
+
+_warned: set[str] = set()
+_warn_lock = threading.Lock()
+
+
+def copy_path(vectors_path: str | os.PathLike, dtype: str) -> Path:
+    return Path(vectors_path).parent / f"scan-v{VERSION}-{dtype}.npy"
+
+
+def _stored(dtype: str) -> np.dtype:
+    return np.dtype(np.uint16) if dtype == "bfloat16" else np.dtype(np.float16)
+
+
+def _convert(block: np.ndarray, dtype: str) -> np.ndarray:
+    """Stored float16 rows -> the copy's dtype (bfloat16 rounded to nearest even, as torch does)."""
+    if dtype == "float16":
+        return np.asarray(block, dtype=np.float16)
+    try:
+        import torch
+    except ImportError:  # numpy: round the float32 bits to nearest even by hand
+        u = np.asarray(block, dtype=np.float32).view(np.uint32)
+        return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    t = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(torch.bfloat16)
+    return t.view(torch.int16).numpy().view(np.uint16)
+
+
+def _spot_check(copy: np.ndarray, tokens: np.ndarray, starts: np.ndarray, layout: Layout, dtype: str) -> bool:
+    """A few documents of the copy against the stored vectors: catches a copy of other vectors."""
+    groups = np.unique(np.linspace(0, len(layout.T) - 1, num=min(8, len(layout.T))).astype(np.int64))
+    for g in groups:
+        idx = layout.gather_index(starts, int(g), 0, 1)
+        rows = copy[layout.row0[g] : layout.row0[g] + len(idx)]
+        if not np.array_equal(np.asarray(rows), _convert(np.asarray(tokens[idx]), dtype)):
+            return False
+    return True
+
+
+def _write(dest: Path, source: str, starts: np.ndarray, layout: Layout, dtype: str, dim: int) -> None:
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    # A mapping of our own, dropped on return: the float16 pages read here do not stay in this
+    # process's resident set (the index's own mapping of vectors.npy is left untouched).
+    src = np.load(source, mmap_mode="r")
+    try:
+        with open(tmp, "wb") as f:
+            header = {"descr": _stored(dtype).str, "fortran_order": False, "shape": (layout.n_rows, dim)}
+            np.lib.format.write_array_header_1_0(f, header)
+            for g in range(len(layout.T)):
+                n, T = int(layout.doc0[g + 1] - layout.doc0[g]), int(layout.T[g])
+                step = max(1, WRITE_ROWS // T)
+                for d0 in range(0, n, step):
+                    idx = layout.gather_index(starts, g, d0, min(n, d0 + step))
+                    f.write(np.ascontiguousarray(_convert(src[idx], dtype)).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.replace(tmp, dest)
+        except OSError:  # Windows: another process's copy is in place and mapped; it is identical
+            if not dest.exists():
+                raise
+        fsync_dir(dest.parent)
+    finally:
+        del src
+        if tmp.exists():
+            tmp.unlink()
+
+
+def open_copy(tokens: np.ndarray, offsets: np.ndarray, layout: Layout, dtype: str) -> np.ndarray | None:
+    """The segment's scan copy in `dtype`, memory-mapped, built first if missing or unusable;
+    None for a segment not backed by a file, a small one, or where the copy cannot be written."""
+    source = getattr(tokens, "filename", None)
+    if source is None or len(tokens) < MIN_TOKENS or tokens.ndim != 2:
+        return None
+    dest = copy_path(source, dtype)
+    starts = np.asarray(offsets[:-1], dtype=np.int64)
+    want = (layout.n_rows, tokens.shape[1])
+    if dest.exists():
+        try:
+            copy = np.load(dest, mmap_mode="c")  # copy-on-write: writable for torch, never written
+            if copy.shape == want and copy.dtype == _stored(dtype) and _spot_check(copy, tokens, starts, layout, dtype):
+                return copy
+        except (ValueError, OSError, EOFError):
+            pass  # damaged or from another layout: our own derived file, rebuilt below
+    try:
+        _write(dest, source, starts, layout, dtype, tokens.shape[1])
+        return np.load(dest, mmap_mode="c")
+    except OSError as exc:
+        key = str(Path(source).parent)
+        with _warn_lock:
+            if key not in _warned:
+                _warned.add(key)
+                warnings.warn(f"cannot write the scan copy {dest} ({exc}); exact search converts vectors "
+                              "on every query instead (same results, slower)", RuntimeWarning, stacklevel=3)
+        return None

@@ -1,0 +1,121 @@
+"""Exact search's scan copy: built once beside the stored vectors, equal to scanning them directly,
+rebuilt when damaged, skipped (with a warning) where it cannot be written; both CPU paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lfm_colbert import cpu
+from lfm_colbert.index import scancopy
+from lfm_colbert.index.exact import ExactSegment, exact_search
+from lfm_colbert.scoring import maxsim
+
+
+@pytest.fixture(params=["auto", "portable"])
+def cpu_path(request, monkeypatch):
+    monkeypatch.setenv(cpu.ENV, request.param)
+    return cpu.plan()
+
+
+@pytest.fixture()
+def segment(tmp_path, monkeypatch):
+    monkeypatch.setattr(scancopy, "MIN_TOKENS", 1)
+    monkeypatch.setattr(scancopy, "WRITE_ROWS", 50)  # many writes: every group boundary crossed
+    rng = np.random.default_rng(0)
+    lens = rng.integers(1, 40, size=300)
+    v = rng.standard_normal((int(lens.sum()), 64)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    np.save(tmp_path / "vectors.npy", v.astype(np.float16))
+    tokens = np.load(tmp_path / "vectors.npy", mmap_mode="r")
+    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    q = rng.standard_normal((2, 8, 64)).astype(np.float32)
+    return ExactSegment(tokens, offsets, np.ones(len(lens), bool)), q / np.linalg.norm(q, axis=-1, keepdims=True)
+
+
+def _gathered(seg, q):
+    """The same scan without a copy."""
+    fresh = ExactSegment(np.asarray(seg.tokens), seg.offsets, seg.alive)  # in memory: never copied
+    return fresh.scores(q)
+
+
+def test_copy_is_written_once_and_scores_like_the_store(segment, cpu_path):
+    seg, q = segment
+    got = seg.scores(q)
+    path = scancopy.copy_path(seg.tokens.filename, cpu_path.copy_dtype)
+    assert path.exists() and np.load(path, mmap_mode="r").shape == (seg.layout().n_rows, 64)
+    np.testing.assert_array_equal(got, _gathered(seg, q))
+    mtime = path.stat().st_mtime_ns
+    again = ExactSegment(seg.tokens, seg.offsets, seg.alive)  # a new reader reuses the file
+    np.testing.assert_array_equal(again.scores(q), got)
+    assert path.stat().st_mtime_ns == mtime
+
+
+def test_exact_search_on_the_copy_equals_plain_maxsim(segment, cpu_path):
+    seg, q = segment
+    stored = [np.asarray(seg.tokens[a:b], np.float32) for a, b in zip(seg.offsets[:-1], seg.offsets[1:])]
+    seg.alive[::3] = False  # deleted documents are scanned but never returned
+    for b, hits in enumerate(exact_search(q, [seg], k=12)):
+        want = maxsim(q[b], stored)
+        want[~seg.alive] = -np.inf
+        top = np.argsort(-want, kind="stable")[:12]
+        assert [row for _, row, _ in hits] == top.tolist()
+        np.testing.assert_allclose([s for _, _, s in hits], want[top], rtol=1e-5)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "other-shape"])
+def test_a_damaged_copy_is_rebuilt(segment, cpu_path, damage):
+    seg, q = segment
+    want = seg.scores(q)
+    path = scancopy.copy_path(seg.tokens.filename, cpu_path.copy_dtype)
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:1000])
+    elif damage == "garbage":
+        arr = np.load(path)
+        np.save(path, np.ascontiguousarray(arr[::-1]))  # right shape and dtype, wrong rows
+    else:
+        np.save(path, np.zeros((3, 64), np.float16))
+    fresh = ExactSegment(seg.tokens, seg.offsets, seg.alive)
+    np.testing.assert_array_equal(fresh.scores(q), want)
+    assert np.load(path, mmap_mode="r").shape == (seg.layout().n_rows, 64)
+
+
+def test_an_unwritable_copy_falls_back_to_the_store(segment, cpu_path, monkeypatch):
+    seg, q = segment
+
+    def refuse(*a, **k):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(scancopy, "_write", refuse)
+    monkeypatch.setattr(scancopy, "_warned", set())
+    with pytest.warns(RuntimeWarning, match="cannot write the scan copy"):
+        got = seg.scores(q)
+    np.testing.assert_array_equal(got, _gathered(seg, q))
+    assert not list(Path(seg.tokens.filename).parent.glob("*scan-*"))
+
+
+def test_rescoring_reads_rows_from_the_file_as_stored(segment):
+    seg, q = segment
+    rows = np.array([5, 0, 299, 17, 17])
+    want = np.concatenate([np.asarray(seg.tokens[seg.offsets[r] : seg.offsets[r + 1]]) for r in rows])
+    flat, local = seg.read_rows(rows)  # positional reads from vectors.npy
+    assert seg._file() is not None
+    np.testing.assert_array_equal(flat, want)
+    assert local.tolist() == np.concatenate([[0], np.cumsum(np.diff(seg.offsets)[rows])]).tolist()
+    mem = ExactSegment(np.asarray(seg.tokens), seg.offsets, seg.alive)  # not a file: indexed instead
+    assert mem._file() is None
+    np.testing.assert_array_equal(mem.read_rows(rows)[0], want)
+    np.testing.assert_array_equal(seg.rescore(q, rows), mem.rescore(q, rows))
+
+
+def test_the_scan_holds_no_copy_of_the_vectors_in_process_memory(segment, cpu_path):
+    """Issue 14 item 12: the old scan kept a bfloat16 copy of every token in RAM for the index's life."""
+    seg, q = segment
+    seg.scores(q)
+    exact_search(q, [seg], k=5)
+    held = [v for v in vars(seg).values() if isinstance(v, np.ndarray)]
+    held += [v for v in seg._copies.values() if isinstance(v, np.ndarray)]
+    big = [v for v in held if v.nbytes >= seg.tokens.nbytes // 2]
+    assert big and all(isinstance(v, np.memmap) for v in big)  # the stored vectors and the scan copy, both mapped
