@@ -211,10 +211,13 @@ class InferenceWorker:
         self._finish(jobs, qvecs)
 
     def _finish(self, jobs: list[Job], qvecs: dict[int, list[np.ndarray]]) -> None:
-        searches: dict[tuple[int, str], list[SearchJob]] = {}
+        # A scan is shared by searches with the same k, filter and query widths: stacking queries of
+        # other widths would pad them, and a float32 product of another shape can round differently.
+        searches: dict[tuple[int, str, tuple[int, ...]], list[SearchJob]] = {}
         for job in jobs:
             if isinstance(job, SearchJob):
-                key = (job.k, json.dumps(job.filter, sort_keys=True, ensure_ascii=False))
+                widths = tuple(len(v) for v in qvecs[id(job)])
+                key = (job.k, json.dumps(job.filter, sort_keys=True, ensure_ascii=False), widths)
                 searches.setdefault(key, []).append(job)
         for group in searches.values():
             self._search(group, qvecs)
@@ -230,25 +233,34 @@ class InferenceWorker:
                 job.future.set_exception(exc)
 
     def _encode_queries(self, jobs: list[Job]) -> dict[int, list[np.ndarray]]:
-        """Every query text of `jobs` in as few forward passes as leave each vector unchanged."""
-        texts = [(id(job), t) for job in jobs for t in _query_texts(job)]
+        """Every query text of `jobs`, in as few forward passes as leave each vector what the library
+        gives for that request: with query expansion every query is query_length wide, so all share
+        one pass; without it, single queries share a pass with those of the same token length, and a
+        request's list of queries is encoded as `ColBERT.encode` batches it (padded together)."""
         out: dict[int, list[np.ndarray]] = {id(job): [] for job in jobs}
-        if not texts:
-            return out
-        settings = self.model.settings
-        groups: dict[int, list[int]] = {}
-        for i, (_, t) in enumerate(texts):
-            width = 0 if settings.do_query_expansion else min(self.model.tokenizer.count_tokens(t), settings.query_length)
-            groups.setdefault(width, []).append(i)
-        vecs: list[np.ndarray | None] = [None] * len(texts)
-        for idx in groups.values():
-            encoded = self.model.encode([texts[i][1] for i in idx], is_query=True, batch_size=max(1, len(idx)),
-                                        show_progress_bar=False)
-            self.batches[len(idx)] += 1
-            for i, v in zip(idx, encoded):
-                vecs[i] = v
-        for (owner, _), v in zip(texts, vecs):
-            out[owner].append(v)
+        units: list[list[tuple[int, str]]] = []  # each: one forward pass of (owner, text)
+        if self.model.settings.do_query_expansion:
+            units.append([(id(job), t) for job in jobs for t in _query_texts(job)])
+        else:
+            widths: dict[int, list[tuple[int, str]]] = {}
+            for job in jobs:
+                texts = _query_texts(job)
+                if len(texts) == 1:
+                    width = min(self.model.tokenizer.count_tokens(texts[0]), self.model.settings.query_length)
+                    widths.setdefault(width, []).append((id(job), texts[0]))
+                elif texts:
+                    units.append([(id(job), t) for t in texts])
+            units += widths.values()
+        for unit in units:
+            if not unit:
+                continue
+            texts = [t for _, t in unit]
+            # A lone request's list keeps ColBERT.encode's own batch size; merged passes take everyone.
+            size = 32 if len({owner for owner, _ in unit}) == 1 else len(texts)
+            vecs = self.model.encode(texts, is_query=True, batch_size=size, show_progress_bar=False)
+            self.batches[len(texts)] += 1
+            for (owner, _), v in zip(unit, vecs):
+                out[owner].append(v)
         return out
 
     def _search(self, group: list[SearchJob], qvecs: dict[int, list[np.ndarray]]) -> None:

@@ -46,8 +46,10 @@ class SearchRequest(Strict):
     filter: dict[str, FilterValue] | None = None
     explain: StrictBool = False
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"query": "¿Dónde viven los pingüinos?", "k": 5, "filter": {"lang": ["en", "de"]}, "explain": True}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"query": "¿Dónde viven los pingüinos?", "k": 5, "filter": {"lang": ["en", "de"]}, "explain": True}],
+        "oneOf": [{"required": ["query"]}, {"required": ["queries"]}],  # what _one_of checks, for clients and fuzzers
+    })
 
     @model_validator(mode="after")
     def _one_of(self) -> "SearchRequest":
