@@ -100,6 +100,8 @@ def test_demo_page_in_chromium(index_copy, tmp_path):
             page.locator("li.hit details summary").first.click()  # the per-token table
             assert page.locator("li.hit table.matches tr").count() > 2
             page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+            if os.environ.get("LFM_COLBERT_SCREENSHOT"):  # how docs/serve-demo.png is made
+                page.screenshot(path=os.environ["LFM_COLBERT_SCREENSHOT"])
 
             page.click("#active-filters li button")  # remove the filter
             _wait_for(page, want)

@@ -274,7 +274,9 @@ async function loadInfo() {
   try {
     const info = await api("/info");
     const docs = info.index ? info.index.documents : 0;
-    $("#about").textContent = `${docs.toLocaleString("en")} documents · ${info.model.model_id || "model"} (${info.model.variant}, ${info.model.dtype})`;
+    const id = info.model.model_id || "model";
+    const name = /^[./]|^[A-Za-z]:\\/.test(id) ? id.split(/[\\/]/).filter(Boolean).pop() : id; // a local path: its last part
+    $("#about").textContent = `${docs.toLocaleString("en")} documents · ${name} (${info.model.variant}, ${info.model.dtype})`;
     const select = $("#filter-key");
     select.replaceChildren();
     const keys = Object.keys(info.metadata_keys).sort((a, b) => (a === "lang" ? -1 : b === "lang" ? 1 : a.localeCompare(b)));
