@@ -69,9 +69,12 @@ def test_a_foreign_directory_is_refused(tmp_path, capsys):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_sigterm_finishes_the_write_in_progress(index_copy):
-    proc, url = start_server(index_copy)
-    docs = [{"id": f"d{i}", "text": f"Penguins, coffee and volcanoes, note {i}. " * 30} for i in range(256)]
+@pytest.mark.parametrize("drain", ["300", "0.2"])
+def test_sigterm_finishes_the_write_in_progress(index_copy, drain):
+    # With time to drain, the request completes normally; past --drain-timeout uvicorn cancels the
+    # requests still running, and a write under way still ends committed and answered.
+    proc, url = start_server(index_copy, "--drain-timeout", drain)
+    docs = [{"id": f"d{i}", "text": f"Penguins, coffee and volcanoes, note {i}. " * 16} for i in range(256)]
     answer: dict = {}
 
     def add() -> None:
@@ -84,7 +87,7 @@ def test_sigterm_finishes_the_write_in_progress(index_copy):
     try:
         writer = threading.Thread(target=add)
         writer.start()
-        time.sleep(0.5)  # the add is being encoded (it takes seconds)
+        time.sleep(0.3)  # the add is being encoded (about 33k tokens: a second or more)
         signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         writer.join(300)

@@ -137,10 +137,16 @@ class InferenceWorker:
             interactive, background = self._take()
             if not interactive and background is None:
                 break
-            if interactive:
-                self._serve(interactive)
-            if background is not None:
-                self._run_job(background, self._encode_documents)
+            try:
+                if interactive:
+                    self._serve(interactive)
+                if background is not None:
+                    self._run_job(background, self._encode_documents)
+            except Exception as exc:  # a bug here must fail these requests, not stop the thread
+                logger.exception("inference thread")
+                for job in [*interactive, *([background] if background else [])]:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
         if self.index is not None:
             self.index.close()
 
@@ -162,10 +168,12 @@ class InferenceWorker:
         """The next interactive batch (up to max_batch queries) and at most one background job."""
         b = self.batching
         with self._cond:
+            idle = not (self._interactive or self._background)
             while not (self._interactive or self._background or self._stopping):
                 self._cond.wait()
-            if b.enabled and b.wait_ms > 0 and self._interactive:
-                # Idle until now: give requests arriving together a moment to join this pass.
+            if idle and b.enabled and b.wait_ms > 0 and self._interactive:
+                # Idle until now: give requests arriving together a moment to join this pass (while
+                # busy, the requests that arrive meanwhile queue up and form the next pass anyway).
                 deadline = time.monotonic() + b.wait_ms / 1000
                 while sum(len(_query_texts(j)) for j in self._interactive) < b.max_batch and not self._stopping:
                     left = deadline - time.monotonic()

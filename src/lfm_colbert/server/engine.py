@@ -74,6 +74,7 @@ class Engine:
         self._local = threading.local()
         self._draining = False
         self._started = False
+        self._description: dict[str, Any] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -118,6 +119,13 @@ class Engine:
     @property
     def model(self) -> Any:
         return self.worker.model
+
+    @property
+    def model_description(self) -> dict[str, Any]:
+        """`ColBERT.describe()` of the loaded model (computed once: it hashes part of the weights)."""
+        if self._description is None:
+            self._description = dict(self.model.describe())
+        return self._description
 
     def require_ready(self) -> None:
         state = self.state
@@ -219,7 +227,14 @@ class Engine:
             future = self._writes.submit(fn)
         except RuntimeError:
             raise retry_later(503, "the server is shutting down", "draining", self.retry_after_s) from None
-        return await asyncio.wrap_future(future)
+        try:
+            return await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            # Shutdown ran out of time (--drain-timeout). A write not started yet is dropped, unacknowledged;
+            # one under way runs to its commit whatever happens, so answer with its outcome, not a 500.
+            if future.cancel():
+                raise
+            return await asyncio.wrap_future(future)
 
     def _writer(self) -> Index:
         if self._writer_index is None:

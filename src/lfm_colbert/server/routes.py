@@ -111,7 +111,7 @@ async def list_documents(
         check_texts(ids, limits, "ids")
         docs: list[Any] = await engine.get(ids)
     else:
-        check_k(limit, limits)
+        check_k(limit, limits, "limit")
         docs = await engine.list(limit, after, _parse_filter(filter))
     return S.DocumentsResponse(documents=[None if d is None else S.DocumentOut(**d.to_dict()) for d in docs])
 
@@ -146,7 +146,7 @@ async def get_document(doc_id: str, engine: Engine = Depends(engine_of)) -> Any:
 async def info(request: Request, engine: Engine = Depends(engine_of), limits: Limits = Depends(limits_of)) -> Any:
     """The model and index description, document counts, and this server's limits."""
     index, keys = await engine.describe()
-    return S.InfoResponse(version=__version__, model=engine.model.describe(), index=index, metadata_keys=keys,
+    return S.InfoResponse(version=__version__, model=engine.model_description, index=index, metadata_keys=keys,
                           read_only=engine.read_only, limits=limits.to_dict(), batching=engine.batching.to_dict())
 
 

@@ -89,9 +89,9 @@ def check_texts(texts: Sequence[str], limits: Limits, what: str) -> None:
                                 f"{limits.max_text_chars} per text", "text_too_long")
 
 
-def check_k(k: int | None, limits: Limits) -> None:
+def check_k(k: int | None, limits: Limits, name: str = "k") -> None:
     if k is not None and k > limits.max_k:
-        raise ApiError(422, f"k is {k}; this server returns at most {limits.max_k} results", "invalid_request")
+        raise ApiError(422, f"{name} is {k}; this server returns at most {limits.max_k} results", "invalid_request")
 
 
 class BodyLimit:
