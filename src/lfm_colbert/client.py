@@ -41,7 +41,10 @@ class RemoteIndex:
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 60.0, retries: int = 3,
                  max_wait: float = 10.0) -> None:
-        import httpx
+        try:
+            import httpx
+        except ImportError:
+            raise ImportError("RemoteIndex needs httpx: pip install 'lfm-colbert[serve]'") from None
 
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise InputError(f"url must start with http:// or https://, not {url!r}")
@@ -62,6 +65,8 @@ class RemoteIndex:
                 raise RemoteError(f"{method} {self.url}/{path} timed out ({exc})") from None
             except httpx.HTTPError as exc:
                 raise RemoteError(f"cannot reach the lfm-colbert server at {self.url}: {exc}") from None
+            except RuntimeError as exc:  # httpx: the client was closed
+                raise RemoteError(f"{self!r}: {exc}") from None
             if r.status_code < 400:
                 try:
                     return r.json()

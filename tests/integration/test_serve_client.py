@@ -87,6 +87,10 @@ def test_errors_are_library_errors(remote, index_copy):
         RemoteIndex("localhost:8000")
     with pytest.raises(InputError):
         remote.add("one string")
+    closed = RemoteIndex(remote.url, api_key="k3y")
+    closed.close()
+    with pytest.raises(RemoteError, match="closed"):
+        closed.search("x")
 
 
 def test_busy_answers_are_retried(index_copy, tiny_model, monkeypatch):
