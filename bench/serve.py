@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+# As `lfm-colbert serve` runs (see cli/serve.py), for the model timed in this process too.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LFM_COLBERT_SHARED", REPO.parent / "shared")) / "data"
 CORPUS = REPO / "examples" / "corpus" / "passages.jsonl"
@@ -44,7 +46,8 @@ def cpu_header() -> str:
     except (OSError, AttributeError):
         pass
     shown = sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
-    return f"{model}, {os.cpu_count()} CPUs, {' '.join(shown) or 'no AVX2'}, load average {os.getloadavg()[0]:.1f}"
+    return (f"{model}, {os.cpu_count()} CPUs, {' '.join(shown) or 'no AVX2'}, OMP_WAIT_POLICY="
+            f"{os.environ['OMP_WAIT_POLICY']}, load average {os.getloadavg()[0]:.1f}")
 
 
 def texts() -> tuple[list[str], list[str]]:
@@ -174,7 +177,8 @@ async def load(url: str, endpoint: str, clients: int, seconds: float, max_reques
         elapsed = time.monotonic() - start
     lat = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     return {"endpoint": endpoint, "clients": clients, "requests": len(latencies), "errors": errors,
-            "rps": len(latencies) / elapsed, "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))}
+            "rps": len(latencies) / elapsed, "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+            "load": os.getloadavg()[0]}
 
 
 def main() -> None:
@@ -224,11 +228,11 @@ def main() -> None:
           f"{args.seconds:g} s per row, closed-loop clients in this process (sharing the CPU)")
     print(f"model alone: one query {1000 * t1:.1f} ms, {args.max_batch} queries in one pass {1000 * tb:.1f} ms "
           f"({1000 * tb / args.max_batch:.1f} ms each): batching can gain at most {args.max_batch * t1 / tb:.2f}x here\n")
-    print("| endpoint | batching | clients | requests/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|---|")
+    print("| endpoint | batching | clients | requests/s | p50 ms | p99 ms | errors | load average |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['endpoint']} | {r['batching']} | {r['clients']} | {r['rps']:.1f} | {r['p50_ms']:.0f} | "
-              f"{r['p99_ms']:.0f} | {r['errors']} |")
+              f"{r['p99_ms']:.0f} | {r['errors']} | {r['load']:.1f} |")
     top = max(clients)
     print()
     for endpoint in endpoints:
