@@ -162,3 +162,10 @@ class ColBERT:
                 stacklevel=2,
             )
         return out  # type: ignore[return-value]
+
+    def token_spans(self, texts: str | Sequence[str], *, is_query: bool = False) -> list[np.ndarray]:
+        """Where each vector of `encode(texts, is_query=...)` comes from: one int64 array (n_vectors, 2)
+        of [start, end) character offsets per text, row for row with the vectors (the skiplist and
+        truncation applied the same way). Rows for BOS, the [Q]/[D] prefix and query expansion pads
+        are (-1, -1). For explaining matches (lfm_colbert.explain)."""
+        return self.tokenizer.output_spans(check_texts(texts), is_query=is_query)

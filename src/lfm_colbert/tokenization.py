@@ -106,6 +106,25 @@ class ColBERTTokenizer:
             return attention_mask.astype(bool)
         return attention_mask.astype(bool) & ~np.isin(input_ids, self.skiplist_ids)
 
+    def output_spans(self, texts: Sequence[str], is_query: bool = False) -> list[np.ndarray]:
+        """Where each output vector's token sits in its text: one int64 array (n_vectors, 2) of
+        [start, end) character offsets per text, row for row with the vectors `encode` returns
+        (same truncation, skiplist and query expansion). BOS, the [Q]/[D] prefix and expansion
+        pads have no text: their rows are (-1, -1). Offsets count Python characters (code points)
+        and include a token's leading space, as the tokenizer reports them."""
+        texts = check_texts(texts)
+        ids, mask, _ = self.tokenize_with_info(texts, is_query=is_query)
+        keep = self.output_mask(ids, mask, is_query)
+        max_len = self.max_tokens(is_query) - 1
+        encodings = self.tokenizer.encode_batch([t[: max_len * _CHARS_PER_TOKEN_BOUND] for t in texts])
+        out = []
+        for row, enc in enumerate(encodings):
+            n = min(len(enc.ids), max_len)  # BOS + text tokens kept by tokenize_with_info
+            spans = np.full((ids.shape[1], 2), -1, dtype=np.int64)  # (S, 2); position 1 is the prefix
+            spans[2 : n + 1] = np.asarray(enc.offsets[1:n], dtype=np.int64).reshape(-1, 2)
+            out.append(spans[keep[row]])
+        return out
+
 
 def check_texts(texts: Sequence[str] | str) -> list[str]:
     """Validate user texts; one error that names every bad position."""

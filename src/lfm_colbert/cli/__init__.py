@@ -15,12 +15,13 @@ from lfm_colbert.errors import LfmColbertError
 
 # Sub-command modules, in the order `--help` lists them.
 _COMMANDS = ["index", "search", "rerank", "get", "list", "export", "info", "delete", "convert", "verify", "eval",
-             "mcp"]
+             "serve", "mcp"]
 # Optional dependencies (top-level module -> the extra that installs it), for a one-line error.
 _EXTRAS = {"torch": "torch", "mlx": "mlx", "faiss": "index", "bm25s": "eval", "Stemmer": "eval",
            "pytrec_eval": "eval", "ranx": "eval", "matplotlib": "eval", "datasets": "hub-data",
            "selectolax": "html", "pypdf": "pdf", "pyarrow": "parquet", "scipy": "pool",
-           "langchain_core": "langchain", "llama_index": "llamaindex", "haystack": "haystack", "mcp": "mcp"}
+           "langchain_core": "langchain", "llama_index": "llamaindex", "haystack": "haystack", "mcp": "mcp",
+           "fastapi": "serve", "uvicorn": "serve", "starlette": "serve", "httpx": "serve"}
 
 
 class UsageError(Exception):

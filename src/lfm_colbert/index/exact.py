@@ -23,6 +23,14 @@ from lfm_colbert.scoring import Kernel, Layout, maxsim_gather, maxsim_packed, ma
 SMALL_SUBSET = 2048
 
 
+class _Descriptor:
+    """An open file descriptor, closed when the last reference to it goes."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        weakref.finalize(self, os.close, fd)
+
+
 @dataclass
 class ExactSegment:
     tokens: np.ndarray  # (N_tok, D) float16, usually memory-mapped
@@ -72,7 +80,10 @@ class ExactSegment:
         return out, local
 
     def _file(self) -> int | None:
-        """A read-only descriptor of the memory-mapped vectors file, or None (not a whole-file map, no preadv)."""
+        """A read-only descriptor of the memory-mapped vectors file, or None (not a whole-file map, no preadv).
+
+        Kept in `_copies`, which copies of this segment (a new live mask) share, and closed when that
+        dict goes: closing it with this object would pull it from under a copy still searching."""
         if "fd" not in self._copies:
             fd = None
             name = getattr(self.tokens, "filename", None)
@@ -84,11 +95,12 @@ class ExactSegment:
                         os.close(fd)
                         fd = None
                     else:
-                        weakref.finalize(self, os.close, fd)
+                        fd = _Descriptor(fd)
                 except OSError:
                     fd = None
             self._copies["fd"] = fd
-        return self._copies["fd"]
+        held = self._copies["fd"]
+        return None if held is None else held.fd
 
     def rescore(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Float32 MaxSim (len(rows), B) of some documents, read from the stored float16 vectors."""
