@@ -12,10 +12,11 @@ import warnings
 from lfm_colbert.errors import LfmColbertError
 
 # Sub-command modules, in the order `--help` lists them.
-_COMMANDS = ["index", "search", "info", "delete", "convert", "verify", "eval"]
+_COMMANDS = ["index", "search", "info", "delete", "copy", "convert", "verify", "eval"]
 # Optional dependencies (top-level module -> the extra that installs it), for a one-line error.
 _EXTRAS = {"torch": "torch", "mlx": "mlx", "faiss": "index", "bm25s": "eval", "Stemmer": "eval",
-           "pytrec_eval": "eval", "ranx": "eval", "matplotlib": "eval", "datasets": "hub-data"}
+           "pytrec_eval": "eval", "ranx": "eval", "matplotlib": "eval", "datasets": "hub-data",
+           "ray": "ray", "pyarrow": "ray", "qdrant_client": "qdrant", "qdrant_edge": "qdrant-edge"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from typing import Any, Iterator
 
 from lfm_colbert.cli.options import add_placement
 from lfm_colbert.errors import InputError
+from lfm_colbert.scale import add_ray_options
 
 HELP = """\
 Index .txt, .md and .jsonl files (and folders of them, searched recursively) into DIR.
@@ -67,6 +68,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--commit-every", type=int, default=512, metavar="N",
                    help="save the work every N passages (whole documents; default 512)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_ray_options(p)
     p.set_defaults(func=run)
 
 
@@ -85,8 +87,9 @@ def _commits(passages: list[Any], size: int) -> Iterator[list[Any]]:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from lfm_colbert.index import Index
     from lfm_colbert.ingest import passage_budget, read_documents, split_passages
+    from lfm_colbert.scale.ray import feed_with_ray
+    from lfm_colbert.stores import open_store
 
     for flag, value in (("--commit-every", args.commit_every), ("--batch-size", args.batch_size), ("--max-tokens", args.max_tokens)):
         if value is not None and value < 1:
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if not docs:
         print(f"nothing to index in {' '.join(args.sources)}", file=sys.stderr)
         return 1
-    index = Index(args.index, args.model, compress=args.compress, rescore=args.rescore, train_tokens=args.train_tokens,
+    index = open_store(args.index, args.model, compress=args.compress, rescore=args.rescore, train_tokens=args.train_tokens,
                   backend=args.backend, device=args.device)
     model = index.model
     budget = passage_budget(model)
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         [p.id for p in passages], [p.text for p in passages], [p.metadata for p in passages], [p.parent for p in passages]
     )
     todo = [p for p in passages if p.id not in same]
+    index = feed_with_ray(index, todo, args)  # --ray: the same commits, encoded on a Ray cluster
     bar = tqdm(total=len(todo), desc="encoding", unit="passage", disable=True if args.quiet else None)
     done = 0
     try:

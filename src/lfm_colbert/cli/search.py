@@ -70,7 +70,7 @@ def _snippet(text: str | None, width: int = 160) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lfm_colbert.index import Index
+    from lfm_colbert.stores import open_store
 
     queries = list(args.queries)
     if args.queries_file:
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.k <= 0:
         raise InputError(f"-k must be a positive integer, not {args.k}")
     filters = parse_filters(args.filter)
-    index = Index(args.index, args.model, create=False, backend=args.backend, device=args.device)
+    index = open_store(args.index, args.model, create=False, backend=args.backend, device=args.device)
     results = index.search(queries, k=args.k, filter=filters)
     for q, hits in zip(queries, results):
         if args.json:
