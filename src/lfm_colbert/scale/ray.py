@@ -127,9 +127,13 @@ def plan_actors(actors: int | None, cpus: float | None, gpus: float | None) -> t
         cpus = min(1.0, min(cpu_nodes) / 2) if gpus else max(0.25, (min(cpu_nodes) - 0.5) / per_node)
     if cpus <= 0 or gpus < 0:
         raise InputError("CPUs per actor must be positive and GPUs per actor not negative")
-    if actors * cpus > total_cpu or (gpus and actors * gpus > total_gpu):
+    # Actors are placed whole on nodes: count how many fit on each (Ray would wait forever for the rest).
+    fit = sum(min(int(r.get("CPU", 0.0) / cpus + 1e-9), int(r.get("GPU", 0.0) / gpus + 1e-9) if gpus else actors)
+              for r in nodes)
+    if fit < actors:
         raise RayJobError(f"{actors} actors of {cpus:g} CPUs{f' and {gpus:g} GPUs' if gpus else ''} do not fit this "
-                          f"cluster ({total_cpu:g} CPUs, {total_gpu:g} GPUs): ask for fewer actors or smaller shares")
+                          f"cluster ({total_cpu:g} CPUs, {total_gpu:g} GPUs on {len(nodes)} nodes; {fit} such actors fit): "
+                          "ask for fewer actors or smaller shares")
     return actors, float(cpus), float(gpus), max(1, int(round(cpus)))
 
 
@@ -290,6 +294,7 @@ def encode_blocks(
     saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start)
     try:
         n, cpus, gpus, threads = plan_actors(actors, cpus_per_actor, gpus_per_actor)
+        n = min(n, len(blocks))  # an actor beyond the number of blocks would only load the model
         ctx.execution_options.preserve_order = True  # blocks come back in order: commits follow as they arrive
         ctx.enable_progress_bars = False  # the caller shows its own
         ctx.print_on_execution_start = False

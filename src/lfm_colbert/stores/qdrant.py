@@ -159,7 +159,7 @@ class QdrantStore:
         except LfmColbertError:
             raise
         except Exception as exc:
-            raise StoreError(f"{what} {self.spec} failed: {type(exc).__name__}: {exc}") from exc
+            raise StoreError(f"{what} {self.spec} failed: {_one_line(exc)}") from exc
 
     def _open(self, dense: bool | None) -> None:
         with self._guard("reading"):
@@ -377,7 +377,7 @@ class QdrantStore:
                     time.sleep(0.5 * 2 ** (attempt - 1))
                     continue
                 tries = f" after {attempt} tries" if attempt > 1 else ""
-                raise StoreError(f"{what} in {self.spec} failed{tries}: {type(exc).__name__}: {exc}") from exc
+                raise StoreError(f"{what} in {self.spec} failed{tries}: {_one_line(exc)}") from exc
 
     def _upload(self, batch: list[Any], done: list[int]) -> None:
         first, last = batch[0][3]["id"], batch[-1][3]["id"]
@@ -386,9 +386,9 @@ class QdrantStore:
         try:
             self._retrying(lambda: self._b.upsert(batch), what)
         except StoreError as exc:
-            kept = (f"the {done[1]} documents of batches 1-{done[0]} are stored and stay; " if done[0]
-                    else "nothing of this call was stored; ")
-            raise StoreError(f"{exc}. {kept}add the same documents again with upsert to complete it") from exc.__cause__
+            kept = (f"the {done[1]} documents of batches 1-{done[0]} are stored and stay" if done[0]
+                    else "nothing of this call was stored")
+            raise StoreError(f"{exc}; {kept}; add the same documents again with upsert to complete it") from exc.__cause__
         done[0] += 1
         done[1] += len(batch)
         self._dirty = True
@@ -647,6 +647,11 @@ class QdrantStore:
 
     def __repr__(self) -> str:
         return f"QdrantStore({str(self.spec)!r})"
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line (qdrant-client's messages carry the raw response on further lines)."""
+    return f"{type(exc).__name__}: " + " ".join(str(exc).split())
 
 
 def _disk_bytes(path: Path) -> int:

@@ -97,10 +97,11 @@ def _f32_lists(a: np.ndarray) -> list:
 class ClientBackend:
     """A collection through qdrant-client (a server, or local mode)."""
 
-    def __init__(self, client: Any, collection: str, remote: bool) -> None:
+    def __init__(self, client: Any, collection: str, remote: bool, owned: bool = False) -> None:
         self.client = client
         self.collection = collection
         self.remote = remote
+        self.owned = owned  # a client the caller passed in stays open for the caller
         self.kind = "server" if remote else "local"
         self.conditions = ClientConditions()
 
@@ -112,9 +113,9 @@ class ClientBackend:
             key = api_key or os.environ.get("QDRANT_API_KEY") or None
             client = QdrantClient(url=spec.url, prefix=spec.prefix, api_key=key, prefer_grpc=spec.grpc,
                                   timeout=timeout or 60)
-            return cls(client, spec.collection, remote=True)
+            return cls(client, spec.collection, remote=True, owned=True)
         if spec.kind == "memory":
-            return cls(QdrantClient(location=":memory:"), spec.collection, remote=False)
+            return cls(QdrantClient(location=":memory:"), spec.collection, remote=False, owned=True)
         path = Path(spec.path)
         if path.exists() and not path.is_dir():
             raise InputError(f"{path} exists and is not a directory")
@@ -122,7 +123,7 @@ class ClientBackend:
             client = QdrantClient(path=str(path))
         except RuntimeError as exc:  # "already accessed by another instance of Qdrant client"
             raise InputError(f"{path} is open in another process (qdrant-client's local mode allows one): {exc}") from None
-        return cls(client, spec.collection, remote=False)
+        return cls(client, spec.collection, remote=False, owned=True)
 
     def exists(self) -> bool:
         return bool(self.client.collection_exists(self.collection))
@@ -158,7 +159,7 @@ class ClientBackend:
                          "hnsw_m": p.hnsw_config.m if p.hnsw_config and p.hnsw_config.m is not None else default_m}
         return out
 
-    def upsert(self, points: Sequence[Point]) -> None:
+    def point_structs(self, points: Sequence[Point]) -> list[Any]:
         m = self.client_models()
         structs = []
         for pid, tokens, dense, payload in points:
@@ -166,7 +167,10 @@ class ClientBackend:
             if dense is not None:
                 vector[DENSE] = _f32_lists(dense)
             structs.append(m.PointStruct(id=pid, vector=vector, payload=payload))
-        self.client.upsert(self.collection, points=structs, wait=True)
+        return structs
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        self.client.upsert(self.collection, points=self.point_structs(points), wait=True)
 
     def delete(self, point_ids: Sequence[str]) -> None:
         m = self.client_models()
@@ -219,7 +223,8 @@ class ClientBackend:
         """Writes are acknowledged with wait=True: nothing to flush."""
 
     def close(self) -> None:
-        self.client.close()
+        if self.owned:
+            self.client.close()
 
     @staticmethod
     def is_transient(exc: BaseException) -> bool:

@@ -40,13 +40,14 @@ class StoreSpec:
     grpc: bool = False
 
     def __str__(self) -> str:
+        opts = [] if self.kind in ("server", "edge") else [f"collection={self.collection}"]
+        opts += [f"dense={int(self.dense)}"] if self.dense is not None else []
+        opts += [f"prefetch={self.prefetch}"] if self.prefetch else []
+        opts += ["grpc=1"] if self.grpc else []
+        query = "?" + "&".join(opts) if opts else ""
         if self.kind == "server":
-            return f"qdrant+{self.url}{'/' + self.prefix if self.prefix else ''}/{self.collection}"
-        if self.kind == "memory":
-            return f"qdrant+memory:?collection={self.collection}"
-        if self.kind == "edge":
-            return f"qdrant+edge:{self.path}"
-        return f"qdrant+path:{self.path}?collection={self.collection}"
+            return f"qdrant+{self.url}{'/' + self.prefix if self.prefix else ''}/{self.collection}{query}"
+        return f"qdrant+{self.kind}:{self.path or ''}{query}"
 
 
 def is_store_spec(spec: object) -> bool:
