@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -111,8 +112,12 @@ class ClientBackend:
 
         if spec.kind == "server":
             key = api_key or os.environ.get("QDRANT_API_KEY") or None
-            client = QdrantClient(url=spec.url, prefix=spec.prefix, api_key=key, prefer_grpc=spec.grpc,
-                                  timeout=timeout or 60)
+            with warnings.catch_warnings():
+                # An unreachable server fails the first request with a clear error; the client's warning
+                # that it could not ask for the version first would only come before it.
+                warnings.filterwarnings("ignore", message="Failed to obtain server version")
+                client = QdrantClient(url=spec.url, prefix=spec.prefix, api_key=key, prefer_grpc=spec.grpc,
+                                      timeout=timeout or 60)
             return cls(client, spec.collection, remote=True, owned=True)
         if spec.kind == "memory":
             return cls(QdrantClient(location=":memory:"), spec.collection, remote=False, owned=True)
