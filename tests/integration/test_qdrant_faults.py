@@ -42,7 +42,7 @@ def _docs(n: int, seed: int = 0) -> list[np.ndarray]:
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch):
-    monkeypatch.setattr("lfm_colbert.stores.qdrant.time.sleep", lambda s: None)
+    monkeypatch.setattr("lfm_colbert.stores.qdrant_writes.time.sleep", lambda s: None)
 
 
 def test_batches_are_bounded_and_transient_errors_retried():

@@ -112,12 +112,12 @@ class ClientBackend:
 
         if spec.kind == "server":
             key = api_key or os.environ.get("QDRANT_API_KEY") or None
-            with warnings.catch_warnings():
-                # An unreachable server fails the first request with a clear error; the client's warning
-                # that it could not ask for the version first would only come before it.
-                warnings.filterwarnings("ignore", message="Failed to obtain server version")
-                client = QdrantClient(url=spec.url, prefix=spec.prefix, api_key=key, prefer_grpc=spec.grpc,
-                                      timeout=timeout or 60)
+            # An unreachable server fails the first request with a clear error; the client's warning (from
+            # a background thread) that it could not ask for the version would only repeat it, unclearly.
+            # Its warning about an incompatible version stays.
+            warnings.filterwarnings("ignore", message="Failed to obtain server version", category=UserWarning)
+            client = QdrantClient(url=spec.url, prefix=spec.prefix, api_key=key, prefer_grpc=spec.grpc,
+                                  timeout=timeout or 60)
             return cls(client, spec.collection, remote=True, owned=True)
         if spec.kind == "memory":
             return cls(QdrantClient(location=":memory:"), spec.collection, remote=False, owned=True)
