@@ -78,3 +78,31 @@ def test_shard_keys_name_contents():
     assert k == shards.shard_key(["a", "b"], ["t1", "t2"], [None, None], ["{}", "{}"], "f1")
     assert k != shards.shard_key(["a", "b"], ["t1", "t2!"], [None, None], ["{}", "{}"], "f1")
     assert k != shards.shard_key(["a", "b"], ["t1", "t2"], [None, None], ["{}", "{}"], "f2")
+
+
+def _nodes(*resources):
+    return [{"Alive": True, "Resources": r} for r in resources] + [{"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}]
+
+
+def test_actor_plans(monkeypatch):
+    """Default actor sizes on clusters this machine cannot be (GPUs, big nodes), from Ray's node list."""
+    ray = pytest.importorskip("ray", reason="needs lfm-colbert[ray]")
+    from lfm_colbert.scale.ray import RayJobError, plan_actors
+
+    def cluster(*resources):
+        monkeypatch.setattr(ray, "nodes", lambda: _nodes(*resources))
+
+    cluster({"CPU": 16.0, "GPU": 2.0}, {"CPU": 16.0, "GPU": 2.0})
+    assert plan_actors(None, None, None) == (4, 1.0, 1.0, 1)  # one actor per GPU, a CPU each
+    assert plan_actors(None, None, 0) == (2, 15.5, 0.0, 16)  # CPUs only: one per node, all but half a CPU
+    with pytest.raises(RayJobError, match="5 actors .* do not fit .* 4 such actors fit"):
+        plan_actors(5, None, None)
+    cluster({"CPU": 2.0}, {"CPU": 2.0})  # this project's small machines
+    assert plan_actors(None, None, None) == (2, 1.5, 0.0, 2)
+    assert plan_actors(4, None, None) == (4, 0.75, 0.0, 1)  # two per node, sharing 1.5 CPUs
+    with pytest.raises(RayJobError, match="3 actors of 1.5 CPUs"):
+        plan_actors(3, 1.5, None)  # 4.5 CPUs > 4, and 1.5 + 1.5 > a node's 2 CPUs anyway
+    with pytest.raises(RayJobError, match="1 GPUs"):
+        plan_actors(1, 0.5, 1)
+    with pytest.raises(InputError):
+        plan_actors(0, None, None)
