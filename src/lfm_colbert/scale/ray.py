@@ -140,13 +140,8 @@ def plan_actors(actors: int | None, cpus: float | None, gpus: float | None) -> t
 class BlockEncoder:
     """A Ray Data actor: loads the model once, then encodes one block (one row) per call."""
 
-    settings: dict[str, Any] = {}  # set on a subclass per job: see encode_blocks
-
-    def __init__(self) -> None:
-        self._setup(**self.settings)
-
-    def _setup(self, model: str, dtype: str | None, backend: str, fingerprint: str | None, batch_size: int,
-               threads: int, shards: str | None, return_vectors: bool, kill_at: str | None = None) -> None:
+    def __init__(self, model: str, dtype: str | None, backend: str, fingerprint: str | None, batch_size: int,
+                 threads: int, shards: str | None, return_vectors: bool, kill_at: str | None = None) -> None:
         import ray
 
         from lfm_colbert.encoder import ColBERT
@@ -308,11 +303,8 @@ def encode_blocks(
         kwargs = dict(model=str(model.model_id), dtype=desc.get("dtype"), backend=backend, fingerprint=desc.get("fingerprint"),
                       batch_size=batch_size, threads=0 if gpus else threads, shards=shards,
                       return_vectors=return_vectors, kill_at=os.environ.get(KILL_ENV))
-        # The settings travel inside a subclass rather than as constructor arguments, which Ray would
-        # keep in the object store (and warn that a restart needs them there).
-        encoder = type("BlockEncoder", (BlockEncoder,), {"settings": kwargs})
         ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-            encoder, batch_size=1, batch_format="pyarrow",
+            BlockEncoder, fn_constructor_kwargs=kwargs, batch_size=1, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=n), num_cpus=cpus, num_gpus=gpus or None,
         )  # Ray Data restarts a dead actor and retries its block without limit; a block that never
         # completes stops the job through the stall timeout
