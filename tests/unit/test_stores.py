@@ -6,7 +6,7 @@ import pytest
 
 from lfm_colbert.errors import InputError
 from lfm_colbert.stores import is_store_spec, open_store
-from lfm_colbert.stores.filters import field_path, filter_payload, translate
+from lfm_colbert.stores.filters import filter_payload, translate
 from lfm_colbert.stores.spec import parse_spec
 
 
@@ -53,10 +53,12 @@ def test_resolver_keeps_options_to_their_kind(tmp_path):
     assert type(index).__name__ == "Index"
 
 
-def test_filter_payload_compares_as_sqlite_json():
-    meta = {"lang": "en", "flag": True, "off": False, "n": 3, "x": 1.5, "tags": ["a", 2, True, None, {"d": 1}],
-            "none": None, "obj": {"k": "v"}, "nested": [[1]]}
-    assert filter_payload(meta) == {"lang": ["en"], "flag": [1], "off": [0], "n": [3], "x": [1.5], "tags": ["a", 2, 1]}
+def test_filter_payload_splits_metadata_by_type():
+    meta = {"lang": "en", "flag": True, "off": False, "n": 3, "x": 1.5, "tags": ["a", 2, True, None, {"d": 1}, [1]],
+            "none": None, "obj": {"k": "v"}, "a.b": "dotted"}
+    assert filter_payload(meta) == {
+        "s": {"lang": ["en"], "tags": ["a"], "a.b": ["dotted"]}, "n": {"n": [3], "x": [1.5], "tags": [2]},
+        "b": {"flag": [1], "off": [0], "tags": [1]}, "null": ["tags", "none"], "keys": list(meta)}
 
 
 class Recorder:
@@ -65,8 +67,11 @@ class Recorder:
     def keyword_any(self, key, values):
         return ("any", key, tuple(values))
 
-    def number_eq(self, key, value):
-        return ("num", key, value)
+    def integer_any(self, key, values):
+        return ("int", key, tuple(values))
+
+    def number_range(self, key, gt=None, gte=None, lt=None, lte=None):
+        return ("range", key, gt, gte, lt, lte)
 
     def has_ids(self, ids):
         return ("ids", tuple(ids))
@@ -80,14 +85,19 @@ class Recorder:
     def any_of(self, conds):
         return ("or", *conds)
 
+    def none_of(self, conds):
+        return ("not", *conds)
+
 
 def test_translation_shape():
     c = Recorder()
     assert translate(None, c) is None
-    assert translate({"lang": "en"}, c) == ("all", ("any", '_filter."lang"', ("en",)))
-    got = translate({"a.b": ["x", 2, True, 2.0, None], "z": None}, c)
-    assert got == ("all", ("or", ("any", field_path("a.b"), ("x",)), ("num", field_path("a.b"), 2.0),
-                           ("num", field_path("a.b"), 1.0)), ("nothing",))
-    for bad in ({}, [], {"": 1}, {"k k": 1}, {"k": []}, {"k": {"$gt": 1}}, {"k": float("inf")}):
+    assert translate({"lang": "en"}, c) == ("all", ("any", '_filter.s."lang"', ("en",)))
+    got = translate({"a.b": ["x", 2, True, 2.0, None]}, c)
+    assert got == ("all", ("or", ("any", '_filter.s."a.b"', ("x",)), ("range", '_filter.n."a.b"', None, 2.0, None, 2.0),
+                           ("int", '_filter.b."a.b"', (1,)), ("any", "_filter.null", ("a.b",))))
+    assert translate({"$not": {"y": {"$gte": 1, "$exists": True}}}, c) == \
+        ("all", ("not", ("all", ("range", '_filter.n."y"', None, 1.0, None, None), ("any", "_filter.keys", ("y",)))))
+    for bad in ({}, [], {"": 1}, {"k  k": 1}, {"k": []}, {"k": {"$gt": "2021"}}, {"k": float("inf")}, {"$and": {}}):
         with pytest.raises(InputError):
             translate(bad, c)

@@ -47,8 +47,13 @@ class ClientConditions:
         match = m.MatchValue(value=values[0]) if len(values) == 1 else m.MatchAny(any=list(values))
         return m.FieldCondition(key=key, match=match)
 
-    def number_eq(self, key: str, value: float) -> Any:
-        return self.m.FieldCondition(key=key, range=self.m.Range(gte=value, lte=value))
+    def integer_any(self, key: str, values: Sequence[int]) -> Any:
+        m = self.m
+        return m.FieldCondition(key=key, match=m.MatchValue(value=values[0]) if len(values) == 1 else m.MatchAny(any=list(values)))
+
+    def number_range(self, key: str, gt: float | None = None, gte: float | None = None,
+                     lt: float | None = None, lte: float | None = None) -> Any:
+        return self.m.FieldCondition(key=key, range=self.m.Range(gt=gt, gte=gte, lt=lt, lte=lte))
 
     def has_ids(self, point_ids: Sequence[str]) -> Any:
         return self.m.HasIdCondition(has_id=list(point_ids))
@@ -61,6 +66,9 @@ class ClientConditions:
 
     def any_of(self, conditions: Sequence[Any]) -> Any:
         return self.m.Filter(should=list(conditions))
+
+    def none_of(self, conditions: Sequence[Any]) -> Any:
+        return self.m.Filter(must_not=list(conditions))
 
 
 class EdgeConditions:
@@ -75,8 +83,13 @@ class EdgeConditions:
         q = self.q
         return q.FieldCondition(key, match=q.MatchValue(values[0]) if len(values) == 1 else q.MatchAny(list(values)))
 
-    def number_eq(self, key: str, value: float) -> Any:
-        return self.q.FieldCondition(key, range=self.q.RangeFloat(gte=value, lte=value))
+    def integer_any(self, key: str, values: Sequence[int]) -> Any:
+        q = self.q
+        return q.FieldCondition(key, match=q.MatchValue(int(values[0])) if len(values) == 1 else q.MatchAny([int(v) for v in values]))
+
+    def number_range(self, key: str, gt: float | None = None, gte: float | None = None,
+                     lt: float | None = None, lte: float | None = None) -> Any:
+        return self.q.FieldCondition(key, range=self.q.RangeFloat(gt=gt, gte=gte, lt=lt, lte=lte))
 
     def has_ids(self, point_ids: Sequence[str]) -> Any:
         return self.q.HasIdCondition(set(point_ids))
@@ -89,6 +102,9 @@ class EdgeConditions:
 
     def any_of(self, conditions: Sequence[Any]) -> Any:
         return self.q.Filter(should=list(conditions))
+
+    def none_of(self, conditions: Sequence[Any]) -> Any:
+        return self.q.Filter(must_not=list(conditions))
 
 
 def _f32_lists(a: np.ndarray) -> list:
