@@ -110,6 +110,8 @@ def test_filter_language(tmp_path, kind):
     with open_store(SPECS[kind](tmp_path), MODEL) as s:
         s.add_vectors([rng.standard_normal((4, 128)).astype(np.float32) for _ in ids], ids=ids, metadata=METADATA)
         q = rng.standard_normal((3, 128)).astype(np.float32)
+        assert s.metadata_keys() == {"Publication Year": 1, "a.b": 1, "date": 2, "flag": 4, "lang": 5, "nested": 1,
+                                     "note": 2, "score": 2, "tags": 4, "year": 5}
         for f in FILTERS_ALL:
             want = {i for i, m in zip(ids, METADATA) if matches(m, f)}
             assert {d.id for d in s.list(filter=f)} == want, f

@@ -104,6 +104,14 @@ class StoreReads:
             raise InputError(f"{len(missing)} id(s) not in the store: {', '.join(map(repr, missing[:5]))}")
         return [got[i] for i in wanted]
 
+    def metadata_keys(self) -> dict[str, int]:
+        """{metadata key: number of documents that have it} (reads every point's key list: O(documents))."""
+        counts: dict[str, int] = {}
+        for _, payload, _ in self._scan(fields=[filters.FILTER_FIELD + ".keys"]):
+            for key in (payload.get(filters.FILTER_FIELD) or {}).get("keys", []):
+                counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items()))
+
     def unchanged(self, ids: Sequence[str], texts: Sequence[str | None], metadata: Sequence[Any] | None = None,
                   parents: Sequence[str | None] | None = None) -> set[str]:
         """The ids already stored with this very text, metadata and parent (as `Index.unchanged`)."""
