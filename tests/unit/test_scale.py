@@ -106,3 +106,12 @@ def test_actor_plans(monkeypatch):
         plan_actors(1, 0.5, 1)
     with pytest.raises(InputError):
         plan_actors(0, None, None)
+
+
+def test_ray_client_addresses_are_refused_clearly(monkeypatch):
+    ray = pytest.importorskip("ray", reason="needs lfm-colbert[ray]")
+    from lfm_colbert.scale.ray import RayJobError, connect
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with pytest.raises(RayJobError, match="Ray Client"):
+        connect("ray://head:10001")

@@ -85,6 +85,9 @@ def connect(address: str | None = "auto", object_store_memory: int | None = None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return False
+    if str(address or os.environ.get("RAY_ADDRESS", "")).startswith("ray://"):
+        raise RayJobError("Ray Data does not run over Ray Client (ray://): run lfm-colbert on a node of the cluster "
+                          "(--ray auto, or --ray HEAD:6379), or submit it there with `ray job submit`")
     quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
     local = {"include_dashboard": False, "object_store_memory": object_store_memory or LOCAL_OBJECT_STORE, **quiet}
     if address in (None, "local"):
