@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import warnings
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -169,3 +169,18 @@ class ColBERT:
         truncation applied the same way). Rows for BOS, the [Q]/[D] prefix and query expansion pads
         are (-1, -1). For explaining matches (lfm_colbert.explain)."""
         return self.tokenizer.output_spans(check_texts(texts), is_query=is_query)
+
+
+def stream_documents(model: Any, docs: Sequence[str], batch_size: int = 32, progress_bar: Any = None,
+                     show_progress: bool | None = None) -> Iterator[np.ndarray]:
+    """Document vectors of `docs`, encoded 256 (or `batch_size`) at a time so an add of a large
+    collection streams to its writer; the bar moves per call (None: shown on a terminal only)."""
+    bar = progress_bar or tqdm(total=len(docs), desc="encoding", unit="doc",
+                               disable=None if show_progress is None else not show_progress)
+    step = max(batch_size, 256)
+    for s in range(0, len(docs), step):
+        yield from model.encode(docs[s : s + step], is_query=False, batch_size=batch_size, show_progress_bar=False)
+        bar.update(min(step, len(docs) - s))
+    if progress_bar is None:
+        bar.close()
+

@@ -88,6 +88,12 @@ class Source:
             return {"source": {"$gte": self.name + "/", "$lt": self.name + "0"}}
         return {"source": self.name}
 
+    def covers(self, source: Any) -> bool:
+        """Whether a document's `source` metadata names a file of this source (as scope_filter selects)."""
+        if not isinstance(source, str):
+            return False
+        return source.startswith(self.name + "/") if self.is_dir else source == self.name
+
 
 def resolve_sources(sources: Sequence[str | Path]) -> list[Source]:
     """The sources given, checked: each exists, and none lies inside another (its files would be read twice)."""

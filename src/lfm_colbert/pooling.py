@@ -52,8 +52,8 @@ def pool_tokens(vectors: np.ndarray, pool_factor: int, protected: int = 1, norma
 
 
 # -- where an index records its pool factor --------------------------------------------------------
-# A top-level "pool_factor" key in manifest.json, written here under the writer lock. (The lead moves it
-# into the manifest's own schema once the index format's restructuring lands.)
+# The manifest's "pool_factor" key (absent: not pooled), set through Index.set_pool_factor, which
+# keeps the catalog's copy of the manifest in step (lfm_colbert.index.restore rebuilds from it).
 
 
 def recorded_pool_factor(index: Any) -> int | None:
@@ -62,10 +62,7 @@ def recorded_pool_factor(index: Any) -> int | None:
 
 
 def record_pool_factor(index: Any, pool_factor: int) -> None:
-    from lfm_colbert.index import store
-
-    with store.writer_lock(index.path):
-        manifest = store.read_manifest(index.path)
-        manifest["pool_factor"] = int(pool_factor)
-        store.write_manifest(index.path, manifest)
-    index.manifest["pool_factor"] = int(pool_factor)
+    setter = getattr(index, "set_pool_factor", None)
+    if setter is None:  # a Qdrant store: its points carry no pooling record
+        raise InputError("token pooling (--pool-factor) applies to an embedded index")
+    setter(pool_factor)

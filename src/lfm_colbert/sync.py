@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -87,10 +87,13 @@ def update_index(
     pool_factor: int | None = None,
     progress: bool | None = None,
     report: SyncReport | None = None,
+    feed: Callable[[list[Passage]], Any] | None = None,
 ) -> SyncReport:
     """Bring `index` in step with `sources`; see the module docstring. `force` encodes every passage
     again; `pool_factor` pools a new index's document vectors (fixed when it is created);
-    `progress`: None shows a bar on a terminal only."""
+    `progress`: None shows a bar on a terminal only. `feed`, given the passages to encode (in commit
+    order), returns what encodes them elsewhere: an object whose `take(ids)` gives their vectors and
+    `stop()` ends the job (`lfm_colbert.scale.ray.RayFeed`, for `--ray`)."""
     from tqdm.auto import tqdm
 
     for name, value in (("commit_every", commit_every), ("batch_size", batch_size), ("max_tokens", max_tokens)):
@@ -121,10 +124,12 @@ def update_index(
 
     bar = tqdm(total=len(todo) - len(reuse), desc="encoding", unit="passage",
                disable=None if progress is None else not progress)
+    fresh = [p for p in todo if p.id not in reuse]
+    feeder = feed(fresh) if feed is not None and fresh else None
     try:
         with index.bulk():  # a new compressed index fits its codec to the whole run, at its end
-            for chunk in _commits(todo, commit_every):  # each one atomic; unchanged-skipping resumes
-                vectors = _vectors(index, model, chunk, reuse, batch_size, pool_factor, bar)
+            for chunk in commit_runs(todo, commit_every):  # each one atomic; unchanged-skipping resumes
+                vectors = _vectors(index, model, chunk, reuse, batch_size, pool_factor, bar, feeder)
                 index.add_vectors(
                     [vectors[p.id] for p in chunk], ids=[p.id for p in chunk], texts=[p.text for p in chunk],
                     metadata=[p.metadata for p in chunk], parents=[p.parent for p in chunk], upsert=True,
@@ -134,6 +139,8 @@ def update_index(
                 report.encoded += len(chunk) - n_reused
     finally:
         bar.close()
+        if feeder is not None:
+            feeder.stop()
 
     report.vanished = _vanished(index, sources, {d.id for d in docs}, set(report.legacy))
     if sync and (report.vanished or report.legacy):
@@ -158,8 +165,9 @@ def _pool_factor(index: Any, given: int | None) -> int | None:
     raise InputError(f"{index.path} holds documents {now}; the pool factor is chosen when an index is created")
 
 
-def _commits(passages: list[Passage], size: int) -> Iterator[list[Passage]]:
-    """Runs of about `size` passages, never splitting one document's passages (they replace together)."""
+def commit_runs(passages: Sequence[Passage], size: int) -> Iterator[list[Passage]]:
+    """Runs of about `size` passages, never splitting one document's passages (they replace together):
+    the commits of `lfm-colbert index --commit-every` (and the Ray job's, lfm_colbert.scale.ray)."""
     chunk: list[Passage] = []
     for p in passages:
         if len(chunk) >= size and p.parent != chunk[-1].parent:
@@ -171,12 +179,19 @@ def _commits(passages: list[Passage], size: int) -> Iterator[list[Passage]]:
 
 
 def _vectors(index: Any, model: Any, chunk: list[Passage], reuse: dict[str, str], batch_size: int,
-             pool_factor: int | None, bar: Any) -> dict[str, np.ndarray]:
-    """{passage id: vectors} for one commit: stored ones copied, the rest encoded and pooled."""
+             pool_factor: int | None, bar: Any, feeder: Any = None) -> dict[str, np.ndarray]:
+    """{passage id: vectors} for one commit: stored ones copied, the rest encoded (here, or by the
+    feeder) and pooled."""
     out: dict[str, np.ndarray] = {}
     copied = [p for p in chunk if p.id in reuse]
     if copied:
         out.update(zip((p.id for p in copied), index.vectors([reuse[p.id] for p in copied])))
+    if feeder is not None:
+        fresh = [p for p in chunk if p.id not in reuse]
+        for p, v in zip(fresh, feeder.take([p.id for p in fresh])):
+            out[p.id] = pool_tokens(v, pool_factor) if pool_factor else v
+        bar.update(len(fresh))
+        return out
     # Longest first, batch by batch, as one encode() call would batch them (so the vectors are the
     # same), with the bar moving after each batch rather than after the whole commit.
     fresh = sorted((p for p in chunk if p.id not in reuse), key=lambda p: -len(p.text))
@@ -207,10 +222,13 @@ def _reusable(index: Any, todo: list[Passage], legacy: list[Any]) -> dict[str, s
     return reuse
 
 
-def _scan(index: Any, filter: dict[str, Any]) -> Iterator[Any]:
+def _scan(index: Any, src: Source) -> Iterator[Any]:
+    """The stored documents of one source. A store whose filters cannot range over text (Qdrant's
+    payload index orders numbers only) is read whole and the source's scope tested here."""
+    text_ranges = getattr(index, "text_ranges", True)
     after = None
-    while page := index.list(filter=filter, limit=_PAGE, after=after):
-        yield from page
+    while page := index.list(filter=src.scope_filter() if text_ranges else None, limit=_PAGE, after=after):
+        yield from (d for d in page if text_ranges or src.covers(d.metadata.get("source")))
         after = page[-1].id
 
 
@@ -218,7 +236,7 @@ def _vanished(index: Any, sources: SourceSet, current: set[str], legacy: set[str
     """Ids of stored documents that came from these sources and are no longer in them."""
     gone = set()
     for src in sources.sources:
-        for d in _scan(index, src.scope_filter()):
+        for d in _scan(index, src):
             doc_id = d.parent or d.id
             if doc_id not in current and doc_id not in legacy and d.metadata.get("source") not in sources.skipped:
                 gone.add(doc_id)
@@ -232,7 +250,7 @@ def _legacy_documents(index: Any, sources: SourceSet, current: set[str]) -> list
     for src in sources.sources:
         for base in {src.path.as_posix(), src.path.absolute().as_posix(), src.path.resolve().as_posix()} - {src.name}:
             old = Source(Path(base), base, src.is_dir)
-            for d in _scan(index, old.scope_filter()):
+            for d in _scan(index, old):
                 if (d.parent or d.id) not in current:
                     found[d.id] = d
     return list(found.values())

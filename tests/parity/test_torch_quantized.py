@@ -114,7 +114,7 @@ def test_bf16_native_is_as_close_to_fp32_as_dequantized_bf16(builds, variant, bu
 
 def test_portable_cpu_runs_4bit_natively_in_fp32(builds, monkeypatch):
     """On an AVX2-only CPU (forced here) the default is fp32: 4-bit stays packed, planar, no kernel."""
-    monkeypatch.setenv(cpu_mod.PORTABLE_ENV, "1")
+    monkeypatch.setenv(cpu_mod.CPU_ENV, "portable")
     path = builds["lfm2.5", "4bit"]
     native = ColBERT(path, backend="torch", device="cpu")
     assert native.backend.dtype_name == "float32"

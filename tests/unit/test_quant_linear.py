@@ -89,13 +89,17 @@ def test_dequantized_weights_live_in_one_reused_buffer():
     assert a.data_ptr() == b2.data_ptr()  # no fresh (K, N) allocation per call
 
 
-def test_portable_switch_makes_the_avx2_choices(monkeypatch):
-    monkeypatch.setenv(cpu_mod.PORTABLE_ENV, "1")
+@pytest.mark.parametrize("env", [("LFM_COLBERT_CPU", "portable"), ("LFM_COLBERT_PORTABLE_CPU", "1")])
+def test_portable_switch_makes_the_avx2_choices(monkeypatch, env):
+    """The one switch the MaxSim kernel obeys too (lfm_colbert.cpu), and its older name."""
+    monkeypatch.delenv("LFM_COLBERT_CPU", raising=False)
+    monkeypatch.delenv("LFM_COLBERT_PORTABLE_CPU", raising=False)
+    monkeypatch.setenv(*env)
     feats = cpu_mod.cpu_features()
     assert feats.portable and not feats.bf16 and not feats.isa.startswith("AVX512")
     assert default_dtype("cpu") == "float32"  # bf16 is emulated on AVX2-only CPUs
     assert "portable" in cpu_mod.capabilities_line()
-    monkeypatch.setenv(cpu_mod.PORTABLE_ENV, "0")
+    monkeypatch.delenv(env[0])
     assert not cpu_mod.cpu_features().portable
 
 

@@ -14,14 +14,15 @@ from lfm_colbert import __version__
 from lfm_colbert.errors import LfmColbertError
 
 # Sub-command modules, in the order `--help` lists them.
-_COMMANDS = ["index", "search", "rerank", "get", "list", "export", "info", "delete", "convert", "verify", "eval",
+_COMMANDS = ["index", "search", "rerank", "get", "list", "export", "info", "delete", "copy", "convert", "verify", "eval",
              "serve", "mcp"]
 # Optional dependencies (top-level module -> the extra that installs it), for a one-line error.
 _EXTRAS = {"torch": "torch", "mlx": "mlx", "faiss": "index", "bm25s": "eval", "Stemmer": "eval",
            "pytrec_eval": "eval", "ranx": "eval", "matplotlib": "eval", "datasets": "hub-data",
            "selectolax": "html", "pypdf": "pdf", "pyarrow": "parquet", "scipy": "pool",
            "langchain_core": "langchain", "llama_index": "llamaindex", "haystack": "haystack", "mcp": "mcp",
-           "fastapi": "serve", "uvicorn": "serve", "starlette": "serve", "httpx": "serve"}
+           "fastapi": "serve", "uvicorn": "serve", "starlette": "serve", "httpx": "serve",
+           "ray": "ray", "qdrant_client": "qdrant", "qdrant_edge": "qdrant-edge"}
 
 
 class UsageError(Exception):

@@ -31,9 +31,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lfm_colbert.index import Index
+    from lfm_colbert.stores import open_store
 
-    index = Index(args.index, create=False, verify=False)
+    index = open_store(args.index, create=False, verify=False)
     n = index.delete(args.ids, missing_ok=args.missing_ok)
     if args.json:
         print(json.dumps({"deleted": n, "left": len(index), "index": str(args.index)}, ensure_ascii=False))

@@ -11,6 +11,7 @@ from typing import Any
 
 from lfm_colbert.cli.options import add_placement
 from lfm_colbert.errors import InputError
+from lfm_colbert.scale import add_ray_options
 
 HELP = """\
 Index files and folders (searched recursively) into DIR: .txt, .md, .jsonl, and with their
@@ -97,6 +98,7 @@ def register(subparsers: Any) -> None:
                    help="tables: the columns kept as metadata (default all others; '' for none)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_ray_options(p)
     p.set_defaults(func=run)
 
 
@@ -120,8 +122,9 @@ def _check_document(doc: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lfm_colbert.index import Index
     from lfm_colbert.ingest import TableColumns
+    from lfm_colbert.scale.ray import feed_with_ray
+    from lfm_colbert.stores import open_store
     from lfm_colbert.sync import SyncReport, read_sources, update_index
 
     for flag, value in (("--commit-every", args.commit_every), ("--batch-size", args.batch_size), ("--max-tokens", args.max_tokens)):
@@ -136,13 +139,16 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for doc in sources.documents:  # what the index would refuse, refused before it is created or anything is encoded
         _check_document(doc)
-    index = Index(args.index, args.model, compress=args.compress, rescore=args.rescore, train_tokens=args.train_tokens,
-                  backend=args.backend, device=args.device)
+    if getattr(args, "shards", None) and not getattr(args, "ray", None):
+        raise InputError("--shards needs --ray (the shards are written by the Ray actors)")
+    index = open_store(args.index, args.model, compress=args.compress, rescore=args.rescore, train_tokens=args.train_tokens,
+                       backend=args.backend, device=args.device)
     report = SyncReport()
     try:
         update_index(index, sources, sync=args.sync, force=args.force, max_tokens=args.max_tokens, overlap=args.overlap,
                      batch_size=args.batch_size, commit_every=args.commit_every, pool_factor=args.pool_factor,
-                     progress=False if args.quiet else None, report=report)
+                     progress=False if args.quiet else None, report=report,
+                     feed=(lambda fresh: feed_with_ray(index, fresh, args)) if getattr(args, "ray", None) else None)
     except BaseException as exc:
         if not report.saved:  # nothing was written: a new index this run created goes again, leaving no debris
             with contextlib.suppress(Exception):

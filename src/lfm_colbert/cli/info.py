@@ -40,6 +40,10 @@ def _storage(info: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     from lfm_colbert.index import Index
     from lfm_colbert.index.index import REFIT_GROWTH
+    from lfm_colbert.stores import describe_store, is_store_spec
+
+    if is_store_spec(args.index):  # a Qdrant collection describes itself
+        return describe_store(args.index, args.json, args.verify)
 
     index = Index(args.index, create=False, verify=False)
     if args.verify:

@@ -131,13 +131,13 @@ def print_results(queries: list[Item], rows: list[list[dict[str, Any]]], fmt: st
 
 
 def run(args: argparse.Namespace) -> int:
-    from lfm_colbert.index import Index
+    from lfm_colbert.stores import open_store
 
     queries = _queries(args)
     fmt = _format(args)
     if args.k <= 0:
         raise InputError(f"-k must be a positive integer, not {args.k}")
-    index = Index(args.index, args.model, create=False, backend=args.backend, device=args.device)
+    index = open_store(args.index, args.model, create=False, backend=args.backend, device=args.device)
     filters = index_filter(index, args.filter)
     texts = [q.text for q in queries]
     if args.group_by_document:

@@ -300,21 +300,11 @@ class Index:
         docs = as_list(documents, "documents")
         docs = check_texts(docs) if docs else []  # one error naming every empty or non-string text
         check_rows(len(docs), ids, docs, metadata, parents)  # before the model loads or encodes anything
+        from lfm_colbert.encoder import stream_documents
+
         model = self.model
-
-        def vectors() -> Iterator[np.ndarray]:
-            from tqdm.auto import tqdm
-
-            bar = progress_bar or tqdm(total=len(docs), desc="encoding", unit="doc",
-                                       disable=None if show_progress is None else not show_progress)
-            step = max(batch_size, 256)
-            for s in range(0, len(docs), step):
-                yield from model.encode(docs[s : s + step], is_query=False, batch_size=batch_size, show_progress_bar=False)
-                bar.update(min(step, len(docs) - s))
-            if progress_bar is None:
-                bar.close()
-
-        return self._writer.add(vectors(), len(docs), ids, docs, metadata, parents, upsert)
+        return self._writer.add(stream_documents(model, docs, batch_size, progress_bar, show_progress), len(docs), ids, docs,
+                                metadata, parents, upsert)
 
     def add_vectors(
         self,
@@ -375,6 +365,12 @@ class Index:
                 self._writer.end_bulk()
             except IndexBusyError as exc:  # every add of the block is committed: train with the next write
                 warnings.warn(f"{exc}; the codec is trained by the next write", stacklevel=3)
+
+    def set_pool_factor(self, pool_factor: int) -> None:
+        """Record that this empty index's documents are pooled by `pool_factor` (lfm_colbert.pooling;
+        the manifest's "pool_factor"), before its first add."""
+        self._open()
+        self._writer.set_pool_factor(int(pool_factor))
 
     def compact(self) -> None:
         """Rewrite segments that hold deleted documents, keeping every id, text and metadata as it was

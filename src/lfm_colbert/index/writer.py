@@ -80,6 +80,15 @@ class Writer:
         if self.catalog.get_meta("manifest") != store.canonical_manifest(manifest):
             self.catalog.set_meta("manifest", store.canonical_manifest(manifest))
 
+    def set_pool_factor(self, pool_factor: int) -> None:
+        """The manifest's "pool_factor", set while the index holds no document (its catalog copy too)."""
+        with self.locked():
+            if self.catalog.counts()[0]:
+                raise InputError(f"{self.path} holds documents already; the pool factor is chosen when an index is created")
+            manifest = store.read_manifest(self.path)
+            manifest["pool_factor"] = pool_factor
+            publish_manifest(self, manifest)
+
     # -- add ----------------------------------------------------------------------------------------
     def add(
         self,
@@ -209,19 +218,26 @@ class Writer:
     ) -> set[str]:
         ids, texts, metadata, parents = check_rows(len(ids), ids, texts, metadata, parents)
         stored = self.catalog.contents(ids, {p for p in parents if p})
-        same = {i for i, t, m, p in zip(ids, texts, metadata, parents) if stored.get(i) == (p, t, m)}
-        given: dict[str, set[str]] = {}
-        for i, p in zip(ids, parents):
-            if p:
-                given.setdefault(p, set()).add(i)
-        held: dict[str, set[str]] = {}
-        for i, (p, _, _) in stored.items():
-            if p:
-                held.setdefault(p, set()).add(i)
-        for p, passages in given.items():
-            if passages != held.get(p) or not passages <= same:
-                same -= passages
-        return same
+        return unchanged_of(stored, ids, texts, metadata, parents)
+
+
+def unchanged_of(stored: Mapping[str, tuple], ids: Sequence[str], texts: Sequence[Any], metadata: Sequence[Any],
+                 parents: Sequence[Any]) -> set[str]:
+    """The ids stored as given: `stored` maps an id (of these, or a passage of one of these parents)
+    to its (parent, text, metadata). A document whose passages changed in number is changed whole."""
+    same = {i for i, t, m, p in zip(ids, texts, metadata, parents) if stored.get(i) == (p, t, m)}
+    given: dict[str, set[str]] = {}
+    for i, p in zip(ids, parents):
+        if p:
+            given.setdefault(p, set()).add(i)
+    held: dict[str, set[str]] = {}
+    for i, (p, _, _) in stored.items():
+        if p:
+            held.setdefault(p, set()).add(i)
+    for p, passages in given.items():
+        if passages != held.get(p) or not passages <= same:
+            same -= passages
+    return same
 
 
 def publish_manifest(w: Writer, manifest: dict[str, Any]) -> None:

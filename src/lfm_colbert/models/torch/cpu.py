@@ -3,8 +3,9 @@
 Some machines have AVX-512 BF16 (bf16 matmuls run natively, 2x fp32's rate); others are
 AVX2-only, where oneDNN emulates bf16 and the encoder's default dtype is fp32. Every dtype and
 kernel choice in the PyTorch backend goes through `cpu_features()`, so setting
-`LFM_COLBERT_PORTABLE_CPU=1` makes an AVX-512 machine take the AVX2 machine's choices (tests run
-both paths on one machine). To also run ATen's and oneDNN's own AVX2 code, for timing, set
+`LFM_COLBERT_CPU=portable` (the switch the MaxSim kernel obeys too, lfm_colbert.cpu) makes an
+AVX-512 machine take the AVX2 machine's choices (tests run both paths on one machine);
+`LFM_COLBERT_PORTABLE_CPU=1` is an older name for it. To also run ATen's and oneDNN's own AVX2 code, for timing, set
 `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2` as well.
 """
 
@@ -15,21 +16,25 @@ from dataclasses import dataclass
 
 import torch
 
-PORTABLE_ENV = "LFM_COLBERT_PORTABLE_CPU"
+from lfm_colbert.cpu import ENV as CPU_ENV
+
+PORTABLE_ENV = "LFM_COLBERT_PORTABLE_CPU"  # the older name of LFM_COLBERT_CPU=portable
 
 
 @dataclass(frozen=True)
 class CPUFeatures:
     isa: str  # ATen's dispatch level: "AVX512", "AVX2", "DEFAULT", ...
     bf16: bool  # bf16 matmuls run natively (oneDNN says so)
-    portable: bool  # LFM_COLBERT_PORTABLE_CPU forced the portable (AVX2-class) choices
+    portable: bool  # LFM_COLBERT_CPU=portable forced the portable (AVX2-class) choices
 
     def describe(self) -> str:
         s = f"{self.isa}, {'native' if self.bf16 else 'no native'} bf16"
-        return s + (f" ({PORTABLE_ENV} set: portable choices)" if self.portable else "")
+        return s + (f" ({CPU_ENV}=portable: portable choices)" if self.portable else "")
 
 
 def portable_forced() -> bool:
+    if os.environ.get(CPU_ENV, "").strip().lower() == "portable":
+        return True
     return os.environ.get(PORTABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
