@@ -79,6 +79,7 @@ class Writer:
             self.catalog.set_meta("codec_pending", None)
         if self.catalog.get_meta("manifest") != store.canonical_manifest(manifest):
             self.catalog.set_meta("manifest", store.canonical_manifest(manifest))
+        self.catalog.rebuild_lexical()  # an index made before its keyword index, or written by an older version
 
     # -- add ----------------------------------------------------------------------------------------
     def add(
@@ -184,6 +185,10 @@ class Writer:
         with self.locked():
             maintenance.compact(self)
             maintenance.purge(self)
+
+    def rebuild_lexical(self) -> int:
+        with self.locked():
+            return self.catalog.rebuild_lexical(force=True) or 0
 
     # -- delete -------------------------------------------------------------------------------------
     def delete(self, ids: list[str], missing_ok: bool) -> int:
