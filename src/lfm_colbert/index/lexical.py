@@ -286,7 +286,7 @@ class Lexicon:
                 "was written by an older lfm-colbert since its keyword index was last updated"
             raise IndexFormatError(
                 f"{self.catalog.path.parent} {why}, so lexical and hybrid search cannot use it yet; build it with "
-                f"`lfm-colbert index {self.catalog.path.parent} --rebuild-lexical` (or Index.rebuild_lexical() in "
+                f"`lfm-colbert index --index {self.catalog.path.parent} --rebuild-lexical` (or Index.rebuild_lexical() in "
                 "Python; any add or delete also builds it). Semantic search works meanwhile.")
 
     def stats(self, state: Any) -> tuple[int, float, list[str]]:
