@@ -365,14 +365,19 @@ class Catalog:
             return gen
         return self._transaction(work)
 
-    def rebuild_lexical(self, force: bool = False) -> int | None:
+    def rebuild_lexical(self, force: bool = False, pause: Any = None) -> int | None:
         """Build the lexical postings from the stored texts when missing or behind (an older lfm-colbert
         wrote since), or always with `force`; one transaction. Returns the documents tokenized."""
         has, upto = lexical.status(self)
         if has and upto == self.generation() and not force:
             return None
-        return self._transaction(lambda conn: lexical.rebuild(
-            conn, int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])))
+
+        def work(conn):
+            n = lexical.rebuild(conn, int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]))
+            if pause is not None:
+                pause()  # test hook: a writer killed here leaves the postings as they were
+            return n
+        return self._transaction(work)
 
     def delete(self, ids: Sequence[str], pause: Any = None) -> int:
         return self.commit(replace=ids, pause=pause)

@@ -79,7 +79,8 @@ class Writer:
             self.catalog.set_meta("codec_pending", None)
         if self.catalog.get_meta("manifest") != store.canonical_manifest(manifest):
             self.catalog.set_meta("manifest", store.canonical_manifest(manifest))
-        self.catalog.rebuild_lexical()  # an index made before its keyword index, or written by an older version
+        # an index made before its keyword index, or written by an older version since
+        self.catalog.rebuild_lexical(pause=lambda: store.pause_point("lexical:before-commit"))
 
     # -- add ----------------------------------------------------------------------------------------
     def add(
@@ -188,7 +189,7 @@ class Writer:
 
     def rebuild_lexical(self) -> int:
         with self.locked():
-            return self.catalog.rebuild_lexical(force=True) or 0
+            return self.catalog.rebuild_lexical(force=True, pause=lambda: store.pause_point("lexical:before-commit")) or 0
 
     # -- delete -------------------------------------------------------------------------------------
     def delete(self, ids: list[str], missing_ok: bool) -> int:
