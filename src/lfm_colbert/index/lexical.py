@@ -153,10 +153,17 @@ def _insert(conn: sqlite3.Connection, slot: int, length: int, lang: str, pairs: 
                      [(int(t), slot, int(f)) for t, f in pairs])
 
 
-def add(conn: sqlite3.Connection, segment: int, rows: Sequence[tuple[int, str | None, Mapping[str, Any] | None]]) -> None:
-    """Postings of a new segment's documents: rows are (row, text, metadata); no text, no postings."""
-    docs = [(slot_key(segment, r), text, doc_lang(text, meta)) for r, text, meta in rows if text is not None]
-    tokenized = tokenize_docs(docs)
+def prepare(segment: int, rows: Sequence[tuple[int, str | None, Mapping[str, Any] | None]]) -> list[tuple[int, str, list[str]]]:
+    """(slot, lang, tokens) of a segment's documents with text: rows are (row, text, metadata)."""
+    return tokenize_docs([(slot_key(segment, r), text, doc_lang(text, meta)) for r, text, meta in rows if text is not None])
+
+
+def add(conn: sqlite3.Connection, segment: int, rows: Sequence[tuple[int, str | None, Mapping[str, Any] | None]],
+        tokenized: list[tuple[int, str, list[str]]] | None = None) -> None:
+    """Postings of a new segment's documents: rows are (row, text, metadata); no text, no postings.
+    `tokenized`: what `prepare` gave for these rows (tokenized before the transaction began)."""
+    if tokenized is None:
+        tokenized = prepare(segment, rows)
     ids = _term_ids(conn, (t for _, _, toks in tokenized for t in toks), create_missing=True)
     for slot, lang, toks in tokenized:
         tf = Counter(ids[t] for t in toks)
@@ -178,7 +185,8 @@ def copy(conn: sqlite3.Connection, moves: Sequence[tuple[int, int]]) -> list[int
     return missing
 
 
-def commit(conn: sqlite3.Connection, segment: int, docs: Sequence[tuple], gen: int, moved_from: Sequence[int]) -> None:
+def commit(conn: sqlite3.Connection, segment: int, docs: Sequence[tuple], gen: int, moved_from: Sequence[int],
+           tokenized: list[tuple[int, str, list[str]]] | None = None) -> None:
     """Postings of the docs rows (id, parent, row, n_tokens, text, metadata) a commit inserts into
     `segment`; a document moved by a rewrite out of a segment of `moved_from` keeps its postings
     (copied, not tokenized again). Inside the commit's transaction; then the generation is recorded."""
@@ -194,7 +202,8 @@ def commit(conn: sqlite3.Connection, segment: int, docs: Sequence[tuple], gen: i
             (moves.append((slot_key(*old), slot_key(segment, d[2]))) if old else rest.append(d))
         missing = set(copy(conn, moves))
         todo = rest + [d for d in docs if slot_key(segment, d[2]) in missing]
-    add(conn, segment, [(d[2], d[4], d[5]) for d in todo])
+        tokenized = None
+    add(conn, segment, [(d[2], d[4], d[5]) for d in todo], tokenized)
 
 
 def record(conn: sqlite3.Connection, gen: int) -> None:

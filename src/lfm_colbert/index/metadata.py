@@ -334,6 +334,10 @@ class Catalog:
         """One transaction, one new generation: retire `replace` ids and `drop_segments`, then insert each
         (segment record, docs). docs rows are (id, parent, row, n_tokens, text, metadata dict).
         Returns the new generation."""
+        # New documents are tokenized for the keyword index before the write transaction begins.
+        tokens = [lexical.prepare(rec["id"], [(d[2], d[4], d[5]) for d in docs]) if not drop_segments else None
+                  for rec, docs in segments]
+
         def work(conn):
             gen = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]) + 1
             for i in range(0, len(replace), _CHUNK):
@@ -342,14 +346,14 @@ class Catalog:
                              [gen, *part])
             for seg in drop_segments:
                 conn.execute("UPDATE docs SET removed = ? WHERE removed IS NULL AND segment = ?", (gen, seg))
-            for rec, docs in segments:
+            for (rec, docs), tok in zip(segments, tokens):
                 seg = (rec["id"], rec["n_docs"], rec["n_tokens"], json.dumps(rec["files"]), rec["created"], gen)
                 conn.execute(f"INSERT INTO segments ({', '.join(schema.SEG_COLUMNS)}, checksum) VALUES (?, ?, ?, ?, ?, ?, ?)",
                              (*seg, row_checksum(seg)))
                 rows = [(d[0], d[1], rec["id"], d[2], d[3], d[4], json.dumps(d[5], ensure_ascii=False), gen) for d in docs]
                 conn.executemany(f"INSERT INTO docs ({', '.join(schema.DOC_COLUMNS)}, checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                  [(*r, row_checksum(r)) for r in rows])
-                lexical.commit(conn, rec["id"], docs, gen, drop_segments)  # same transaction: never out of step
+                lexical.commit(conn, rec["id"], docs, gen, drop_segments, tok)  # same transaction: never out of step
                 conn.execute("DELETE FROM pending WHERE segment = ?", (rec["id"],))
             if segments and conn.execute("SELECT 1 FROM pending").fetchone() is None:  # a spare id for the next write
                 sid = int(conn.execute("SELECT value FROM meta WHERE key = 'next_segment'").fetchone()[0])
