@@ -211,3 +211,37 @@ def test_a_commit_by_an_older_version_is_noticed_and_rebuilt(index):
     index.delete(["d1"])  # the next write rebuilds it
     assert {h.id for h in index.search("penguins", mode="lexical")} == {"d0", "d3", "old"}
     _in_step(index)
+
+
+def test_lexical_reads_racing_a_writer_see_one_committed_state(tmp_path):
+    import threading
+
+    ix = Index(tmp_path / "race", MODEL)
+    ids = [f"r{i}" for i in range(20)]
+    ix.add_vectors(_vectors(20), ids=ids, texts=[f"penguin n{i:02d} v0" for i in range(20)])
+    done = threading.Event()
+    errors = []
+
+    def write():
+        try:
+            for v in range(1, 13):  # each upsert replaces all 20 in one commit; merges and compactions follow
+                ix.add_vectors(_vectors(20, v), ids=ids, texts=[f"penguin n{i:02d} v{v}" for i in range(20)], upsert=True)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            done.set()
+
+    t = threading.Thread(target=write)
+    t.start()
+    seen = set()
+    while not done.is_set() or not seen:
+        hits = ix.search("penguin", k=50, mode="lexical")
+        assert sorted(h.id for h in hits) == sorted(ids)  # every document once, never a replaced one too
+        versions = {h.text.split()[-1] for h in hits}
+        assert len(versions) == 1  # all from one commit
+        assert len({round(h.score, 9) for h in hits}) == 1  # statistics of that one state
+        seen |= versions
+    t.join()
+    assert not errors and len(seen) >= 2  # the reads did race the commits
+    _in_step(ix)
+    ix.close()

@@ -247,10 +247,8 @@ class Index:
         *, mode: str = "semantic", alpha: float | None = None,
     ) -> list[Hit] | list[list[Hit]]:
         """Top-k documents for a query (a list of Hit), or for each of several queries (a list of lists).
-
-        mode: "semantic" (MaxSim), "lexical" (BM25 over the stored texts) or "hybrid" (both, fused by
-        reciprocal rank fusion, or with `alpha` from 0 to 1 by a blend of normalised scores weighting
-        the semantic side by alpha); see lfm_colbert.index.hybrid. The filter applies to both sides."""
+        mode: "semantic" (MaxSim), "lexical" (BM25) or "hybrid" (both, fused by reciprocal rank fusion, or
+        with `alpha` in [0, 1] by alpha * semantic + (1 - alpha) * lexical normalised scores; see .hybrid)."""
         self._open()
         single = isinstance(query, str)
         if not single and (query is None or not hasattr(query, "__iter__") or isinstance(query, (bytes, Mapping))):
@@ -371,8 +369,7 @@ class Index:
         return self._writer.delete(ids, missing_ok)
 
     def rebuild_lexical(self) -> int:
-        """Build the keyword index lexical and hybrid search use again from the stored texts (an index
-        made before it existed gets it with its next write anyway). Returns the documents tokenized."""
+        """Rebuild the keyword index (lexical / hybrid search) from the stored texts; returns their number."""
         self._open()
         return self._writer.rebuild_lexical()
 
