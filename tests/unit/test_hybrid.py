@@ -245,3 +245,13 @@ def test_lexical_reads_racing_a_writer_see_one_committed_state(tmp_path):
     assert not errors and len(seen) >= 2  # the reads did race the commits
     _in_step(ix)
     ix.close()
+
+
+def test_info_describes_the_keyword_index(index):
+    info = index.info()["lexical"]
+    assert info["up_to_date"] and info["documents_with_postings"] == len(TEXTS) and info["k1"] == 1.5
+    path = index.path
+    index.close()
+    _drop_lexical(path)
+    with Index(path) as ix:
+        assert ix.info()["lexical"] is None

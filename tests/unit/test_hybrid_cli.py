@@ -69,8 +69,12 @@ def test_rebuild_lexical(built, tmp_path, capsys):
     conn.close()
     err = _hits(capsys, "search", path, "BRCA1", "--mode", "lexical", code=2)
     assert "--rebuild-lexical" in err
+    assert main(["info", str(path)]) == 0
+    assert "keywords   none yet" in capsys.readouterr().out
     assert main(["index", "--index", str(path), "--rebuild-lexical"]) == 0
     assert "4 stored texts" in capsys.readouterr().err
     assert _hits(capsys, "search", path, "BRCA1", "--mode", "lexical", "--json") == ["v1"]
+    assert main(["info", str(path)]) == 0
+    assert "keywords   BM25 k1=1.5 b=0.75" in capsys.readouterr().out
     err = _hits(capsys, "index", "--index", path, code=2)
     assert "SOURCE" in err

@@ -262,6 +262,15 @@ def status(catalog: Any) -> tuple[bool, int]:
     return True, int(value) if value.isdigit() else -1
 
 
+def describe(catalog: Any, generation: int) -> dict[str, Any] | None:
+    """For `info`: the keyword index's settings and size, or None when the index has none (yet)."""
+    has, upto = status(catalog)
+    if not has:
+        return None
+    docs, terms = (catalog._query(f"SELECT COUNT(*) FROM {t}")[0][0] for t in ("lex_docs", "lex_terms"))
+    return {**SETTINGS, "up_to_date": upto >= generation, "documents_with_postings": docs, "terms": terms}
+
+
 def _alive(state: Any, slots: np.ndarray, allowed: Mapping[int, Sequence[int]] | None = None) -> np.ndarray:
     """Which of `slots` are live in `state` (and, with `allowed`, in those {segment: rows})."""
     segs, rows = slots >> SHIFT, slots & _ROW
