@@ -43,14 +43,14 @@ def test_eval_cli_hybrid_rows(tiny_checkpoint, shared_data, tmp_path, capsys):
     if not scifact.is_dir():
         pytest.skip(f"needs {scifact}")
     out = tmp_path / "out"
-    argv = ["eval", "--model", str(tiny_checkpoint), "--hybrid", "--dataset", str(scifact), "--max-docs", "50",
-            "--max-queries", "12", "--no-query-expansion", "--no-progress", "--output", str(out)]
+    argv = ["eval", "--model", str(tiny_checkpoint), "--hybrid", "--dataset", str(scifact), "--max-docs", "20",
+            "--max-queries", "6", "--no-query-expansion", "--no-progress", "--output", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [r["model"] for r in runs] == [str(tiny_checkpoint), "bm25+" + str(tiny_checkpoint)]
     hybrid = runs[1]
-    assert hybrid["describe"]["fusion"] == "rrf" and hybrid["metrics"]["scifact"]["n_queries"] == 12
+    assert hybrid["describe"]["fusion"] == "rrf" and hybrid["metrics"]["scifact"]["n_queries"] == 6
     # random weights rank badly; BM25's terms lift the fused run above the model alone
     assert hybrid["metrics"]["scifact"]["ndcg@10"] > runs[0]["metrics"]["scifact"]["ndcg@10"]
     assert f"bm25+{tiny_checkpoint.name}" in printed
