@@ -50,7 +50,7 @@ WRITER = textwrap.dedent(
     """
 ).format(tests=str(Path(__file__).resolve().parent))
 
-WRITE_OPS = ("add", "upsert", "delete", "merge", "compact", "train")
+WRITE_OPS = ("add", "upsert", "delete", "merge", "compact", "train", "rebuild")
 
 
 def write_op(path, op: str) -> None:
@@ -71,6 +71,8 @@ def write_op(path, op: str) -> None:
             index.add_vectors(small[i : i + 1], ids=[f"m{i}"])
     elif op == "compact":
         index.compact()
+    elif op == "rebuild":  # the keyword index built again from the stored texts (one transaction)
+        index.rebuild_lexical()
     else:
         raise ValueError(op)
     index.close()
@@ -146,3 +148,13 @@ def patch_everywhere(monkeypatch, name: str, make) -> None:
     for m in mods:
         if getattr(m, name, None) is real:
             monkeypatch.setattr(m, name, wrapped)
+
+
+def lexical_in_step(index) -> None:
+    """The keyword index agrees with the catalog: the same live documents, and for each the postings
+    a fresh tokenization of its stored text gives (lfm_colbert.index.lexical)."""
+    from lfm_colbert.index import lexical
+
+    stored, fresh = lexical.stored_postings(index.catalog), lexical.expected_postings(index.catalog)
+    assert set(stored) == set(fresh) == {d.id for d in index.list() if d.text is not None}
+    assert stored == fresh

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from faultkit import base_index, queries, run_writer, snapshot, write_op
+from faultkit import base_index, lexical_in_step, queries, run_writer, snapshot, write_op
 
 from lfm_colbert.index import Index
 
@@ -62,6 +62,10 @@ def test_a_writer_killed_at_a_commit_window(states, tmp_path, kind, op, point):
     expected = Index(expected_dir)
     assert snapshot(index) == snapshot(expected)  # all of the write, or none of it
     index.verify_files()
+    lexical_in_step(index)  # the keyword index is written in the same transaction: never out of step
+    words = "t1 t2 t7 t33 t41 t60 new up"
+    lex = [sorted((h.id, round(h.score, 9)) for h in ix.search(words, k=80, mode="lexical")) for ix in (index, expected)]
+    assert lex[0] == lex[1] and lex[0]
     qs = queries(3)
     got = index.search_vectors(qs, k=10)
     assert all(len(hits) == 10 for hits in got)
@@ -77,3 +81,4 @@ def test_a_writer_killed_at_a_commit_window(states, tmp_path, kind, op, point):
     assert not {f"{s:06d}" for s in index.catalog.pending()} & _on_disk(path)  # a spare id reserved, unused
     assert snapshot(index) == {**snapshot(expected), "after": (None, {}, None)}
     index.verify_files()
+    lexical_in_step(index)

@@ -33,6 +33,10 @@ examples:
   # a quick run on part of a big corpus (keeps every judged document)
   lfm-colbert eval --model ./my-checkpoint --dataset ../shared/data/scifact --max-docs 1000
 
+  # hybrid search (BM25 fused with the model by reciprocal rank fusion, as `search --mode hybrid`)
+  # beside the model itself: --hybrid adds a bm25+MODEL row per model (or name it: --model bm25+M)
+  lfm-colbert eval --model LiquidAI/LFM2.5-ColBERT-350M --hybrid --dataset nano:scifact
+
   # cross-lingual: XQuAD-R questions in one language against sentences in another
   lfm-colbert eval --model bm25 --crosslingual xquad-r --langs en,es,de,zh --output xl/
 
@@ -76,6 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="evaluate a seeded sample of N judged queries; with --crosslingual, the first N "
                         "aligned items (Tatoeba lines, XQuAD-R questions with their paragraphs)")
     p.add_argument("--seed", type=int, default=0, help="seed for MIRACL pools and --max-docs/--max-queries (default 0)")
+    p.add_argument("--hybrid", action="store_true",
+                   help="also evaluate each model fused with BM25 (rows bm25+MODEL, as `search --mode hybrid`)")
     p.add_argument("--search", choices=["brute", "index"], default="brute",
                    help="brute: exact MaxSim over all documents (default); index: the compressed index")
     p.add_argument("--query-expansion", action=argparse.BooleanOptionalAction, default=None,
@@ -130,12 +136,15 @@ def run(args: argparse.Namespace) -> int:
     if args.crosslingual:
         xl = crosslingual_pairs(args.crosslingual, _split_list(args.langs) or None, args.data_dir, limit=args.max_queries)
 
+    models = list(args.model)
+    if args.hybrid:  # a bm25+M row right after each model M
+        models = [m2 for m in models for m2 in ([m] if m.lower() == "bm25" or m.lower().startswith("bm25+") else [m, "bm25+" + m])]
     loader = partial(_load, args=args)
     settings = {
         "search": args.search, "query_expansion": args.query_expansion, "precisions": precisions or None,
         "max_docs": args.max_docs, "max_queries": args.max_queries, "seed": args.seed, "backend": args.backend,
     }
-    results = run_evaluation(args.model, datasets, precisions=precisions or None, k=args.k,
+    results = run_evaluation(models, datasets, precisions=precisions or None, k=args.k,
                              crosslingual=xl, loader=loader, settings=settings)
     print(markdown_table(results))
     sys.stdout.flush()  # the table is out before anything can go wrong writing the files

@@ -59,6 +59,7 @@ examples:
   lfm-colbert index products.csv --index shop --text-column name,description --id-column sku
   lfm-colbert index big.jsonl --index big-index --compress 2 --rescore
   lfm-colbert index big.jsonl --index big-index --device cpu       # keep the GPU free
+  lfm-colbert index --index old-index --rebuild-lexical            # keyword index for hybrid search
 """
 
 
@@ -67,7 +68,7 @@ def register(subparsers: Any) -> None:
         "index", help="index files and folders into an index directory", description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("sources", nargs="+", metavar="SOURCE", help="files or folders (see above for the formats)")
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="files or folders (see above for the formats)")
     p.add_argument("--index", "-i", required=True, metavar="DIR", help="index directory (created if missing)")
     p.add_argument("--model", "-m", default=None,
                    help="hub id or local checkpoint (default: $LFM_COLBERT_MODEL, else the index's model, "
@@ -96,6 +97,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--id-column", default=None, metavar="C", help="tables: the column holding each row's id")
     p.add_argument("--metadata-columns", default=None, metavar="C[,C...]",
                    help="tables: the columns kept as metadata (default all others; '' for none)")
+    p.add_argument("--rebuild-lexical", action="store_true",
+                   help="build DIR's keyword index (lexical and hybrid search) again from its stored texts; "
+                        "no SOURCE needed")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_ray_options(p)
@@ -127,6 +131,19 @@ def run(args: argparse.Namespace) -> int:
     from lfm_colbert.stores import open_store
     from lfm_colbert.sync import SyncReport, read_sources, update_index
 
+    if args.rebuild_lexical and args.sources:
+        raise InputError("--rebuild-lexical rebuilds an index's keyword index from its stored texts: give no SOURCE "
+                         "(any write with sources keeps the keyword index in step by itself)")
+    if args.rebuild_lexical:
+        from lfm_colbert.index import Index
+
+        index = Index(args.index, create=False)
+        n = index.rebuild_lexical()
+        index.close()
+        print(f"rebuilt the keyword index of {args.index} from {n} stored texts", file=sys.stderr)
+        return 0
+    if not args.sources:
+        raise InputError("give at least one SOURCE (a file or folder), or --rebuild-lexical")
     for flag, value in (("--commit-every", args.commit_every), ("--batch-size", args.batch_size), ("--max-tokens", args.max_tokens)):
         if value is not None and value < 1:
             raise InputError(f"{flag} must be a positive integer, not {value}")

@@ -81,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"size       {info['bytes_on_disk']:,} bytes (no documents yet)")
     print(f"kernel     {info['search_kernel']}")
+    lex = info.get("lexical")
+    print("keywords   " + ("none yet (lfm-colbert index --index DIR --rebuild-lexical builds it)" if lex is None else
+                           f"BM25 k1={lex['k1']} b={lex['b']}, {lex['terms']:,} terms"
+                           + ("" if lex["up_to_date"] else " (behind: the next write rebuilds it)")))
     if args.verify:
         print("verified   every checksum matches")
     index.close()

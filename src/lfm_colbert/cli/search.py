@@ -28,6 +28,11 @@ query files: one query per line; ID<TAB>query gives it an id (else its line numb
   same as --json) or trec (a TREC run: QID Q0 DOCID RANK SCORE TAG, for trec_eval, pytrec_eval
   or ranx).
 
+--mode semantic (default: MaxSim over the model's token vectors), lexical (BM25 over the stored
+  texts, no model needed) or hybrid (both, fused by reciprocal rank fusion; with --alpha A from 0
+  to 1, by A x normalised semantic score + (1 - A) x normalised BM25 score). The filter applies
+  to both sides; a hybrid score is the fused score.
+
 {SYNTAX}
   Passage metadata also holds source, passage, start and end (and page for a PDF).
 
@@ -37,6 +42,9 @@ examples:
   lfm-colbert search my-index "solar panels" --filter 'year>=2020 AND NOT tags=draft'
   lfm-colbert search my-index --queries examples/queries.txt --json | jq .
   lfm-colbert search my-index --queries queries.tsv --format trec --group-by-document > run.trec
+  lfm-colbert search my-index "BRCA1 mutation" --mode hybrid            # names, codes, rare words
+  lfm-colbert search my-index "BRCA1 mutation" --mode hybrid --alpha 0.7
+  lfm-colbert search my-index "error 0x80070005" --mode lexical
   cat questions.txt | lfm-colbert search my-index - -k 5
 """
 
@@ -51,6 +59,11 @@ def register(subparsers: Any) -> None:
                    help="read queries from FILE (or '-', standard input); see above for the format")
     p.add_argument("-k", type=int, default=10, help="results per query (default 10)")
     add_filter(p)
+    p.add_argument("--mode", choices=["semantic", "lexical", "hybrid"], default="semantic",
+                   help="semantic (default), lexical (BM25) or hybrid (both, fused); see above")
+    p.add_argument("--alpha", type=float, default=None, metavar="A",
+                   help="with --mode hybrid: blend normalised scores, A for semantic and 1-A for lexical "
+                        "(default: reciprocal rank fusion)")
     p.add_argument("--group-by-document", action="store_true",
                    help="one hit per source document, with its best passage")
     p.add_argument("--format", choices=["text", "json", "trec"], default=None, help="output format (default text)")
@@ -137,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
     fmt = _format(args)
     if args.k <= 0:
         raise InputError(f"-k must be a positive integer, not {args.k}")
+    if args.alpha is not None and args.mode != "hybrid":
+        raise InputError(f"--alpha weights the two sides of --mode hybrid, not of --mode {args.mode}")
+    if args.group_by_document and args.mode != "semantic":
+        raise InputError("--group-by-document works with --mode semantic only")
     index = open_store(args.index, args.model, create=False, backend=args.backend, device=args.device)
     filters = index_filter(index, args.filter)
     texts = [q.text for q in queries]
@@ -145,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
 
         results = search_documents(index, texts, k=args.k, filter=filters)
     else:
-        results = index.search(texts, k=args.k, filter=filters)
+        results = index.search(texts, k=args.k, filter=filters, mode=args.mode, alpha=args.alpha)
     rows = _rows(results, args.group_by_document)
     if filters is not None and any(not hits for hits in rows) and not index.list(filter=filters, limit=1):
         print("note: no document matches the filter (`lfm-colbert list DIR --keys` shows the metadata keys)", file=sys.stderr)

@@ -180,9 +180,16 @@ def load_system(
     batch_size: int = 32,
     show_progress: bool = True,
 ) -> BM25System | ColBERTSystem:
-    """`bm25`, or a ColBERT checkpoint (hub id or folder), converted first when `precision` is set."""
+    """`bm25`, a ColBERT checkpoint (hub id or folder), converted first when `precision` is set, or
+    `bm25+<checkpoint>` (that checkpoint fused with BM25, as hybrid search does)."""
     if model.lower() == "bm25":
         return BM25System()
+    if model.lower().startswith("bm25+"):  # hybrid: the model's run fused with BM25's (lfm_colbert.eval.hybrid)
+        from lfm_colbert.eval.hybrid import HybridSystem
+
+        return HybridSystem(load_system(model[5:], precision, cache_dir=cache_dir, backend=backend, device=device,
+                                        query_expansion=query_expansion, search=search, batch_size=batch_size,
+                                        show_progress=show_progress), BM25System())
     from lfm_colbert import ColBERT
 
     path: str | os.PathLike = model

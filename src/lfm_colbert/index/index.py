@@ -33,9 +33,10 @@ import numpy as np
 
 from lfm_colbert.checkpoint import MODEL_ENV_VAR
 from lfm_colbert.errors import CheckpointError, IndexBusyError, IndexClosedError, IndexFormatError, InputError
-from lfm_colbert.index import directory, store
+from lfm_colbert.index import directory, hybrid, store
 from lfm_colbert.index.maintenance import COMPACT_AT, MERGE_FANIN, REFIT_GROWTH, SEGMENT_TOKENS  # noqa: F401
 from lfm_colbert.index.checks import as_list, check_id, check_k, check_rows, check_text, query_array
+from lfm_colbert.index.lexical import Lexicon
 from lfm_colbert.index.metadata import Catalog
 from lfm_colbert.index.reader import Document, Hit, Reader
 from lfm_colbert.index.writer import Writer
@@ -126,6 +127,7 @@ class Index:
         self.catalog = Catalog(self.path / store.CATALOG, manifest.get("index_id"))
         self._reader = Reader(self.path, self.catalog, manifest, verify)
         self._writer = Writer(self.path, self.catalog, self._reader)
+        self._lexicon = Lexicon(self.catalog)
         self._attach(model)
 
     # -- model -----------------------------------------------------------------------------------
@@ -241,9 +243,12 @@ class Index:
 
     # -- searching -----------------------------------------------------------------------------
     def search(
-        self, query: str | Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None
+        self, query: str | Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None,
+        *, mode: str = "semantic", alpha: float | None = None,
     ) -> list[Hit] | list[list[Hit]]:
-        """Top-k documents for a query (a list of Hit), or for each of several queries (a list of lists)."""
+        """Top-k documents for a query (a list of Hit), or for each of several queries (a list of lists).
+        mode: "semantic" (MaxSim), "lexical" (BM25) or "hybrid" (both, fused by reciprocal rank fusion, or
+        with `alpha` in [0, 1] by alpha * semantic + (1 - alpha) * lexical normalised scores; see .hybrid)."""
         self._open()
         single = isinstance(query, str)
         if not single and (query is None or not hasattr(query, "__iter__") or isinstance(query, (bytes, Mapping))):
@@ -255,8 +260,12 @@ class Index:
             raise InputError("a query must be a non-empty string")
         check_texts(queries)  # text the tokenizer can take
         k = check_k(k)
-        vecs = self.model.encode(queries, is_query=True, show_progress_bar=False)
-        results = self._reader.search(stack_queries(vecs), k, filter)
+        alpha = hybrid.check(mode, alpha)
+        encode = lambda qs: stack_queries(self.model.encode(qs, is_query=True, show_progress_bar=False))  # noqa: E731
+        if mode != "semantic":
+            results = hybrid.search(self._reader, self._lexicon, queries, k, filter, mode, alpha, encode)
+        else:
+            results = self._reader.search(encode(queries), k, filter)
         return results[0] if single else results
 
     def search_vectors(
@@ -348,6 +357,11 @@ class Index:
         if not ids:
             raise InputError("no ids to delete")
         return self._writer.delete(ids, missing_ok)
+
+    def rebuild_lexical(self) -> int:
+        """Rebuild the keyword index (lexical / hybrid search) from the stored texts; returns their number."""
+        self._open()
+        return self._writer.rebuild_lexical()
 
     @contextlib.contextmanager
     def bulk(self) -> Iterator["Index"]:

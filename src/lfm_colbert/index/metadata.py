@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from lfm_colbert.errors import IndexBusyError, IndexClosedError, IndexFormatError, InputError
-from lfm_colbert.index import schema
+from lfm_colbert.index import lexical, schema
 from lfm_colbert.index.checks import check_text, clean_metadata  # noqa: F401  (re-exported)
 # The filter language lives in its own module; re-exported here for the catalog's callers.
 from lfm_colbert.index.filters import filter_sql  # noqa: F401
@@ -334,6 +334,10 @@ class Catalog:
         """One transaction, one new generation: retire `replace` ids and `drop_segments`, then insert each
         (segment record, docs). docs rows are (id, parent, row, n_tokens, text, metadata dict).
         Returns the new generation."""
+        # New documents are tokenized for the keyword index before the write transaction begins.
+        tokens = [lexical.prepare(rec["id"], [(d[2], d[4], d[5]) for d in docs]) if not drop_segments else None
+                  for rec, docs in segments]
+
         def work(conn):
             gen = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]) + 1
             for i in range(0, len(replace), _CHUNK):
@@ -342,13 +346,14 @@ class Catalog:
                              [gen, *part])
             for seg in drop_segments:
                 conn.execute("UPDATE docs SET removed = ? WHERE removed IS NULL AND segment = ?", (gen, seg))
-            for rec, docs in segments:
+            for (rec, docs), tok in zip(segments, tokens):
                 seg = (rec["id"], rec["n_docs"], rec["n_tokens"], json.dumps(rec["files"]), rec["created"], gen)
                 conn.execute(f"INSERT INTO segments ({', '.join(schema.SEG_COLUMNS)}, checksum) VALUES (?, ?, ?, ?, ?, ?, ?)",
                              (*seg, row_checksum(seg)))
                 rows = [(d[0], d[1], rec["id"], d[2], d[3], d[4], json.dumps(d[5], ensure_ascii=False), gen) for d in docs]
                 conn.executemany(f"INSERT INTO docs ({', '.join(schema.DOC_COLUMNS)}, checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                  [(*r, row_checksum(r)) for r in rows])
+                lexical.commit(conn, rec["id"], docs, gen, drop_segments, tok)  # same transaction: never out of step
                 conn.execute("DELETE FROM pending WHERE segment = ?", (rec["id"],))
             if segments and conn.execute("SELECT 1 FROM pending").fetchone() is None:  # a spare id for the next write
                 sid = int(conn.execute("SELECT value FROM meta WHERE key = 'next_segment'").fetchone()[0])
@@ -358,9 +363,24 @@ class Catalog:
             conn.execute("UPDATE segments SET removed = ? WHERE removed IS NULL AND NOT EXISTS "
                          "(SELECT 1 FROM docs WHERE docs.segment = segments.id AND docs.removed IS NULL)", (gen,))
             conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(gen),))
+            lexical.record(conn, gen)
             if pause is not None:
                 pause()  # test hook: a writer killed here must leave the previous state
             return gen
+        return self._transaction(work)
+
+    def rebuild_lexical(self, force: bool = False, pause: Any = None) -> int | None:
+        """Build the lexical postings from the stored texts when missing or behind (an older lfm-colbert
+        wrote since), or always with `force`; one transaction. Returns the documents tokenized."""
+        has, upto = lexical.status(self)
+        if has and upto == self.generation() and not force:
+            return None
+
+        def work(conn):
+            n = lexical.rebuild(conn, int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]))
+            if pause is not None:
+                pause()  # test hook: a writer killed here leaves the postings as they were
+            return n
         return self._transaction(work)
 
     def delete(self, ids: Sequence[str], pause: Any = None) -> int:
@@ -377,6 +397,7 @@ class Catalog:
         """Drop rows removed at or before `upto` (no reader needs them), and the records of `segments`
         (retired, their files gone)."""
         def work(conn):
+            lexical.purge_removed(conn, upto)
             conn.execute("DELETE FROM docs WHERE removed IS NOT NULL AND removed <= ?", (upto,))
             conn.executemany("DELETE FROM segments WHERE id = ? AND removed IS NOT NULL", [(s,) for s in segments])
         self._transaction(work)

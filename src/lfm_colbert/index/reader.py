@@ -21,7 +21,7 @@ import numpy as np
 
 from lfm_colbert.cpu import plan as cpu_plan
 from lfm_colbert.errors import IndexFormatError, InputError
-from lfm_colbert.index import engine, pins, store
+from lfm_colbert.index import engine, lexical, pins, store
 from lfm_colbert.index.checks import check_id
 from lfm_colbert.index.metadata import Catalog
 from lfm_colbert.index.segments import segment_dir
@@ -206,6 +206,7 @@ class Reader:
             n_docs, n_tokens = self.catalog.counts(state.generation)
             records = [state.records[s] for s in state.order]
             sizes = _sizes(self.path, records)
+            lexical_info = lexical.describe(self.catalog, state.generation)
         manifest = state.manifest
         stored = sum(r["n_tokens"] for r in records)
         vec_bytes = sum(sizes.get((r["id"], f), 0) for r in records
@@ -233,6 +234,7 @@ class Reader:
             "bytes_per_token_vectors": round(vec_bytes / stored, 2) if stored else None,
             "bytes_per_token_total": round(total / stored, 2) if stored else None,
             "search_kernel": cpu_plan().describe(),  # MaxSim dtype and engine this CPU gets (lfm_colbert.cpu)
+            "lexical": lexical_info,  # the keyword index of hybrid search (lfm_colbert.index.lexical), None if absent
         }
 
     def verify_files(self) -> None:

@@ -87,6 +87,9 @@ def create(path: Path, index_id: str, manifest: str) -> None:
         conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
             ("format", NAME), ("version", str(VERSION)), ("index_id", index_id), ("generation", "0"),
             ("next_segment", "1"), ("manifest", manifest)])
+        from lfm_colbert.index import lexical
+
+        lexical.create(conn, 0)  # the keyword index's tables (lfm_colbert.index.lexical)
         conn.execute("COMMIT")
     finally:
         conn.close()

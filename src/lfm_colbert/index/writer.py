@@ -79,6 +79,8 @@ class Writer:
             self.catalog.set_meta("codec_pending", None)
         if self.catalog.get_meta("manifest") != store.canonical_manifest(manifest):
             self.catalog.set_meta("manifest", store.canonical_manifest(manifest))
+        # an index made before its keyword index, or written by an older version since
+        self.catalog.rebuild_lexical(pause=lambda: store.pause_point("lexical:before-commit"))
 
     def set_pool_factor(self, pool_factor: int) -> None:
         """The manifest's "pool_factor", set while the index holds no document (its catalog copy too)."""
@@ -193,6 +195,10 @@ class Writer:
         with self.locked():
             maintenance.compact(self)
             maintenance.purge(self)
+
+    def rebuild_lexical(self) -> int:
+        with self.locked():
+            return self.catalog.rebuild_lexical(force=True, pause=lambda: store.pause_point("lexical:before-commit")) or 0
 
     # -- delete -------------------------------------------------------------------------------------
     def delete(self, ids: list[str], missing_ok: bool) -> int:

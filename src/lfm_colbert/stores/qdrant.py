@@ -207,9 +207,13 @@ class QdrantStore(StoreReads, StoreWrites):
 
     # -- searching -------------------------------------------------------------------------------
     def search(self, query: str | Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None, *,
-               prefetch: int | None = None) -> list[Hit] | list[list[Hit]]:
+               prefetch: int | None = None, mode: str = "semantic", alpha: float | None = None) -> list[Hit] | list[list[Hit]]:
         """Top-k documents by MaxSim for a query (a list of Hit), or for each of several (a list of lists).
-        `prefetch`: rank only the N documents nearest by dense vector (default: the store's)."""
+        `prefetch`: rank only the N documents nearest by dense vector (default: the store's). `mode`
+        and `alpha` exist for the `Index` API: lexical and hybrid search need an embedded index."""
+        if mode != "semantic" or alpha is not None:
+            raise InputError(f"--mode {mode} (keyword search) needs an embedded index: a Qdrant store keeps no "
+                             "keyword index; search it with --mode semantic")
         single = isinstance(query, str)
         queries = [query] if single else list(query) if isinstance(query, (list, tuple)) else None
         if not queries or any(not isinstance(q, str) or not q.strip() for q in queries):
