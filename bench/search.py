@@ -66,7 +66,8 @@ def step_build(a: dict) -> dict:
 
     vectors, offsets, _, _ = load_corpus(a["corpus"], a["docs"])
     t = time.perf_counter()
-    index = Index(a["index"], MODEL, compress=a.get("bits"))
+    # One bulk add: a compressed index fits its codec to all of it, at any size.
+    index = Index(a["index"], MODEL, compress=a.get("bits"), train_tokens=1 if a.get("bits") else None)
     with index.bulk():
         index.add_vectors(doc_views(vectors, offsets), ids=[str(i) for i in range(len(offsets) - 1)])
     info = index.info()
@@ -182,7 +183,7 @@ def step_plaid(a: dict) -> dict:
     recall lost to candidate generation and to decoding are told apart. With the exact top-100 per
     query (`top100`), also the codec's ceiling: recall@10 when those 100 are decoded and ranked, i.e.
     with perfect candidate generation."""
-    import lfm_colbert.index.index as index_module
+    import lfm_colbert.index.engine as index_module  # rank() calls plaid_search from there
     from lfm_colbert.index import Index
     from lfm_colbert.scoring import maxsim_packed
 

@@ -53,7 +53,7 @@ def test_default_centroids_scale_with_the_square_root_of_the_tokens():
 
     assert default_centroids(1_000_000) == 16384  # 16 * sqrt(N), the nearest power of two
     assert default_centroids(37_000) == 4096 and default_centroids(250_000) == 8192
-    assert default_centroids(10**9) == MAX_CENTROIDS <= 1 << 16  # codes stay uint16
+    assert default_centroids(10**9) == default_centroids(10**7) == MAX_CENTROIDS <= 1 << 16  # codes stay uint16
     assert default_centroids(3) == 3 and default_centroids(0) == 1  # never more centroids than tokens
     ks = [default_centroids(n) for n in (10**4, 10**5, 10**6, 10**7)]
     assert ks == sorted(ks) and all(k & (k - 1) == 0 for k in ks)
