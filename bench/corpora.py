@@ -55,14 +55,22 @@ def _clustered(n: int, n_queries: int = 200) -> Path:
     return out
 
 
+def minilm_path(n: int) -> Path:
+    """The minilm corpus that serves n documents: the smallest cached one holding at least n (its
+    first n passages, a random subset), else one built for 10k passages (n <= 10k) or max(n, 100k)."""
+    cache = minilm_corpus.cache_dir()
+    sizes = sorted(int(p.name.split("-")[1]) for p in cache.glob("corpus-*") if (p / "meta.json").exists())
+    fit = [s for s in sizes if s >= n]
+    return minilm_corpus.build(fit[0] if fit else (10_000 if n <= 10_000 else max(n, 100_000)), cache)
+
+
 def load_corpus(name: str, n: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], str]:
     """(vectors (N_tok, 128) float16 memory-mapped, offsets, queries, description)."""
     if name == "minilm":
-        # Two cached corpora: 10k passages (smaller sizes are its first passages, a random subset) and 100k.
-        path = minilm_corpus.build(10_000 if n <= 10_000 else max(n, 100_000), minilm_corpus.cache_dir())
+        path = minilm_path(n)
         vectors, offsets, queries, meta = minilm_corpus.load(path, n)
         note = (f"all-MiniLM-L6-v2 token states of real sentences (XQuAD-R, Tatoeba; each reused ~{meta['reuse']:.0f}x "
-                f"at {meta['docs']} passages), PCA 128-d ({meta['pca_explained_variance']:.0%} of variance), unit norm")
+                f"at {meta['docs']} passages, {path.name}), PCA 128-d ({meta['pca_explained_variance']:.0%} of variance), unit norm")
     else:
         vectors, offsets, queries, _ = minilm_corpus.load(_clustered(n), n)
         note = "synthetic clustered (4096 clusters, 4 topics a document, noise 0.4)"

@@ -48,6 +48,17 @@ def test_many_centroids_are_searched_through_an_inverted_file_that_rarely_misses
     assert np.array_equal(small.assign(x[:500]), np.argmax(x[:500] @ centroids[: IVF_ASSIGN - 1].T, axis=1))
 
 
+def test_default_centroids_scale_with_the_square_root_of_the_tokens():
+    from lfm_colbert.index.plaid import MAX_CENTROIDS, default_centroids
+
+    assert default_centroids(1_000_000) == 16384  # 16 * sqrt(N), the nearest power of two
+    assert default_centroids(37_000) == 4096 and default_centroids(250_000) == 8192
+    assert default_centroids(10**9) == default_centroids(10**7) == MAX_CENTROIDS <= 1 << 16  # codes stay uint16
+    assert default_centroids(3) == 3 and default_centroids(0) == 1  # never more centroids than tokens
+    ks = [default_centroids(n) for n in (10**4, 10**5, 10**6, 10**7)]
+    assert ks == sorted(ks) and all(k & (k - 1) == 0 for k in ks)
+
+
 def test_inverted_lists_point_at_the_documents_holding_each_centroid():
     codes = np.array([2, 0, 2, 1, 2, 2])
     offsets, docs = build_ivf(codes, np.array([3, 1, 2]), 4)  # doc0 = [2,0,2], doc1 = [1], doc2 = [2,2]

@@ -133,8 +133,9 @@ def train_when_due(w: "Writer") -> None:
     if total < state.manifest["storage"].get("train_tokens", 1):
         return
     k = int(state.manifest["storage"].get("n_centroids") or engine.default_centroids(total))
-    # k-means looks at 32 points per centroid and the residual quantizer at 65,536: sample that many.
-    pick = np.sort(np.random.default_rng(0).choice(total, size=min(total, max(32 * k, 1 << 16)), replace=False))
+    # k-means looks at KMEANS_POINTS points per centroid and the residual quantizer at 65,536: sample that many.
+    want = max(engine.KMEANS_POINTS * k, 1 << 16)
+    pick = np.sort(np.random.default_rng(0).choice(total, size=min(total, want), replace=False))
     bounds = np.cumsum([0] + [len(idx) for _, idx in held])
     sample = []
     for (sid, idx), lo, hi in zip(held, bounds[:-1], bounds[1:]):
