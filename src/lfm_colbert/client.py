@@ -130,10 +130,11 @@ class RemoteIndex:
 
     # -- search ------------------------------------------------------------------------------------
     def search(
-        self, query: str | Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None
+        self, query: str | Sequence[str], k: int = 10, filter: Mapping[str, Any] | None = None,
+        *, mode: str = "semantic", alpha: float | None = None,
     ) -> list[Hit] | list[list[Hit]]:
-        """Top-k hits for a query, or a list of them for a list of queries (as `Index.search`)."""
-        hits = self._search(query, k, filter, explain=False)
+        """Top-k hits for a query, or a list of them for a list of queries (as `Index.search`, modes included)."""
+        hits = self._search(query, k, filter, explain=False, mode=mode, alpha=alpha)
         if isinstance(query, str):
             return [h for h, _ in hits]
         return [[h for h, _ in per] for per in hits]
@@ -144,8 +145,11 @@ class RemoteIndex:
             raise InputError("explain() takes one query string")
         return self._search(query, k, filter, explain=True)
 
-    def _search(self, query: Any, k: int, filter: Mapping[str, Any] | None, explain: bool) -> Any:
+    def _search(self, query: Any, k: int, filter: Mapping[str, Any] | None, explain: bool,
+                mode: str = "semantic", alpha: float | None = None) -> Any:
         body: dict[str, Any] = {"k": k, "explain": explain}
+        if mode != "semantic" or alpha is not None:  # older servers know no modes: send them only when asked
+            body.update(mode=mode, alpha=alpha)
         if isinstance(query, str):
             body["query"] = query
         else:

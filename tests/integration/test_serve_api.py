@@ -44,6 +44,22 @@ def test_search_agrees_with_the_library(client, corpus_index, tiny_model):
     assert all(h["metadata"]["lang"] in ("de", "ja") for hits in batch for h in hits)
 
 
+def test_search_modes_agree_with_the_library(client, corpus_index, tiny_model):
+    """Keyword and hybrid search over HTTP are Index.search's, filters included."""
+    index = Index(corpus_index, tiny_model, create=False)
+    for q, options in [("penguins swim", {"mode": "lexical"}), ("Pinguine Flossen", {"mode": "hybrid"}),
+                       ("coffee espresso", {"mode": "hybrid", "alpha": 0.7}),
+                       ("volcano", {"mode": "hybrid", "filter": {"lang": ["en", "de"]}})]:
+        r = client.post("/search", json={"query": q, "k": 5, **options})
+        assert r.status_code == 200, r.text
+        want = index.search(q, k=5, **options)
+        assert [(h["id"], h["score"]) for h in r.json()["hits"]] == [(h.id, pytest.approx(h.score, rel=1e-6)) for h in want]
+    lexical = client.post("/search", json={"query": "penguins", "k": 3, "mode": "lexical", "explain": True}).json()["hits"]
+    assert lexical and all(h["explanation"] is None for h in lexical)  # BM25 hits have no token matches
+    hybrid = client.post("/search", json={"query": "penguins", "k": 3, "mode": "hybrid", "explain": True}).json()["hits"]
+    assert all(h["explanation"] is not None for h in hybrid)
+
+
 def test_search_explains_each_hit(client, tiny_model):
     r = client.post("/search", json={"query": "Emperor penguins in winter", "k": 3, "explain": True})
     assert r.status_code == 200
@@ -193,6 +209,10 @@ def _error(r, status, code=None):
     ({"queries": []}, "queries"),
     ({"query": "a", "filter": {"lang": {"$ne": "en"}}}, "filter"),
     ({"query": "a", "filter": {"bad key!": "x"}}, "bad filter key"),
+    ({"query": "a", "mode": "fuzzy"}, "mode"),
+    ({"query": "a", "alpha": 0.5}, "alpha"),
+    ({"query": "a", "mode": "hybrid", "alpha": 1.5}, "alpha"),
+    ({"query": "a", "mode": "hybrid", "alpha": "0.5"}, "alpha"),
 ])
 def test_invalid_search_requests_are_422(client, body, where):
     assert where in _error(client.post("/search", json=body), 422, "invalid_request")["detail"]

@@ -56,6 +56,9 @@ def test_batched_searches_and_reranks_equal_the_library_alone(corpus_index, tiny
     requests = [("/search", {"query": q, "k": 5, "explain": i % 3 == 0}) for i, q in enumerate(QUERIES)]
     requests += [("/search", {"query": q, "k": 3, "filter": {"lang": ["en", "ja"]}}) for q in QUERIES[:4]]
     requests += [("/search", {"queries": QUERIES[:3], "k": 4})]
+    requests += [("/search", {"query": q, "k": 5, "mode": "hybrid"}) for q in QUERIES[:3]]
+    requests += [("/search", {"query": q, "k": 5, "mode": "hybrid", "alpha": 0.5}) for q in QUERIES[3:5]]
+    requests += [("/search", {"query": q, "k": 5, "mode": "lexical"}) for q in QUERIES[5:7]]
     requests += [("/rerank", {"query": q, "documents": docs}) for q in QUERIES[:3]]
     blocking = BlockingModel(model)
     with serving(corpus_index, blocking, batching=Batching(max_batch=32, wait_ms=0)) as client:
@@ -69,7 +72,8 @@ def test_batched_searches_and_reranks_equal_the_library_alone(corpus_index, tiny
             assert [(g["index"], g["score"]) for g in got] == [(w.index, w.score) for w in want]
             continue
         query = body.get("query", body.get("queries"))
-        want = index.search(query, k=body["k"], filter=body.get("filter"))
+        want = index.search(query, k=body["k"], filter=body.get("filter"), mode=body.get("mode", "semantic"),
+                            alpha=body.get("alpha"))
         got = r.json()["hits"]
         if isinstance(query, str):
             got, want = [got], [want]

@@ -35,6 +35,8 @@ def test_search_rerank_encode(remote, corpus_index, tiny_model):
     assert all(isinstance(h, Hit) for h in hits)
     assert hits == local.search(q, k=5, filter={"lang": ["en", "es"]})
     assert remote.search([q, "Vulkan"], k=3) == local.search([q, "Vulkan"], k=3)
+    for mode, alpha in (("lexical", None), ("hybrid", None), ("hybrid", 0.6)):
+        assert remote.search("penguins", k=4, mode=mode, alpha=alpha) == local.search("penguins", k=4, mode=mode, alpha=alpha)
     explained = remote.explain(q, k=2)
     assert [h for h, _ in explained] == local.search(q, k=2)
     assert all(isinstance(e, Explanation) and e.score == pytest.approx(h.score, rel=1e-4) for h, e in explained)

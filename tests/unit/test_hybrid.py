@@ -107,6 +107,21 @@ def test_hybrid_through_index_search(index):
     assert all(h.text == TEXTS[int(h.id[1:])] for h in rrf)  # the Hit carries text and metadata as always
 
 
+def test_search_vectors_takes_the_texts_for_the_keyword_side(index):
+    """What a server that encoded the queries itself calls: the same hits as search(text, mode=...)."""
+    qs = _vectors(2, 7)
+    texts = ["penguins live in the south", "stars"]
+    for mode, alpha in (("hybrid", None), ("hybrid", 0.3), ("lexical", None)):
+        index._model_obj = _FixedModel(qs[0])
+        want = index.search(texts[0], k=5, mode=mode, alpha=alpha)
+        got = index.search_vectors(qs[0], k=5, texts=[texts[0]], mode=mode, alpha=alpha)
+        assert [(h.id, h.score) for h in got] == [(h.id, h.score) for h in want]
+    assert len(index.search_vectors(qs, k=3, texts=texts, mode="hybrid")) == 2
+    for bad in (None, [], ["one"] * 3, [""] * 2):
+        with pytest.raises(InputError, match="texts"):
+            index.search_vectors(qs, k=3, texts=bad, mode="hybrid")
+
+
 def test_filters_apply_to_both_sides(index):
     index._model_obj = _FixedModel(_vectors(1, 7)[0])
     for mode in ("lexical", "hybrid"):

@@ -269,9 +269,11 @@ class Index:
         return results[0] if single else results
 
     def search_vectors(
-        self, queries: np.ndarray | Sequence[np.ndarray], k: int = 10, filter: Mapping[str, Any] | None = None
+        self, queries: np.ndarray | Sequence[np.ndarray], k: int = 10, filter: Mapping[str, Any] | None = None,
+        *, texts: Sequence[str] | None = None, mode: str = "semantic", alpha: float | None = None,
     ) -> list[Hit] | list[list[Hit]]:
-        """Like `search`, for query vectors: one (Q, dim) array gives a list, several give a list of lists."""
+        """Like `search`, for query vectors: one (Q, dim) array gives a list, several give a list of lists.
+        mode="hybrid" also needs each query's text (`texts`, one per query) for its keyword side."""
         self._open()
         single = isinstance(queries, np.ndarray) and queries.ndim == 2
         if not single and not isinstance(queries, (np.ndarray, list, tuple)):
@@ -281,7 +283,15 @@ class Index:
             raise InputError("no query vectors given")
         qs = [query_array(q, self.manifest["dim"]) for q in qs]
         k = check_k(k)
-        results = self._reader.search(stack_queries(qs), k, filter)
+        alpha = hybrid.check(mode, alpha)
+        if mode == "semantic":
+            results = self._reader.search(stack_queries(qs), k, filter)
+        else:
+            texts = [texts] if isinstance(texts, str) else as_list(texts, "texts")
+            if len(texts) != len(qs) or any(not isinstance(t, str) or not t.strip() for t in texts):
+                raise InputError(f"mode={mode!r} needs one non-empty query text per query vector (texts=)")
+            results = hybrid.search(self._reader, self._lexicon, texts, k, filter, mode, alpha,
+                                    lambda _: stack_queries(qs))
         return results[0] if single else results
 
     # -- writing -------------------------------------------------------------------------------

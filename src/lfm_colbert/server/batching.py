@@ -43,6 +43,8 @@ class SearchJob:
     k: int
     filter: dict[str, Any] | None
     explain: bool
+    mode: str = "semantic"  # or "lexical" (no query vectors needed), "hybrid"
+    alpha: float | None = None
     future: Future = field(default_factory=Future)
 
 
@@ -75,7 +77,7 @@ Job = SearchJob | RerankJob | EncodeJob | DocumentsJob
 
 def _query_texts(job: Job) -> list[str]:
     if isinstance(job, SearchJob):
-        return job.queries
+        return [] if job.mode == "lexical" else job.queries  # BM25 alone needs no query vectors
     if isinstance(job, RerankJob):
         return [job.query]
     if isinstance(job, EncodeJob) and job.is_query:
@@ -221,11 +223,11 @@ class InferenceWorker:
     def _finish(self, jobs: list[Job], qvecs: dict[int, list[np.ndarray]]) -> None:
         # A scan is shared by searches with the same k, filter and query widths: stacking queries of
         # other widths would pad them, and a float32 product of another shape can round differently.
-        searches: dict[tuple[int, str, tuple[int, ...]], list[SearchJob]] = {}
+        searches: dict[tuple[Any, ...], list[SearchJob]] = {}
         for job in jobs:
             if isinstance(job, SearchJob):
                 widths = tuple(len(v) for v in qvecs[id(job)])
-                key = (job.k, json.dumps(job.filter, sort_keys=True, ensure_ascii=False), widths)
+                key = (job.k, json.dumps(job.filter, sort_keys=True, ensure_ascii=False), widths, job.mode, job.alpha)
                 searches.setdefault(key, []).append(job)
         for group in searches.values():
             self._search(group, qvecs)
@@ -277,8 +279,13 @@ class InferenceWorker:
                 job.future.set_exception(LookupError("no index"))
             return
         try:
-            stacked = [v for job in group for v in qvecs[id(job)]]
-            results = self.index.search_vectors(stacked, k=group[0].k, filter=group[0].filter)
+            first, texts = group[0], [q for job in group for q in job.queries]
+            if first.mode == "lexical":
+                results = self.index.search(texts, k=first.k, filter=first.filter, mode="lexical")
+            else:
+                stacked = [v for job in group for v in qvecs[id(job)]]
+                results = self.index.search_vectors(stacked, k=first.k, filter=first.filter, texts=texts,
+                                                    mode=first.mode, alpha=first.alpha)
         except Exception as exc:
             if len(group) == 1:
                 group[0].future.set_exception(exc)
@@ -291,8 +298,10 @@ class InferenceWorker:
             hits = results[start : start + len(job.queries)]
             start += len(job.queries)
             try:
-                explained = [self._explain_hits(q, v, h) if job.explain else [None] * len(h)
-                             for q, v, h in zip(job.queries, qvecs[id(job)], hits)]
+                if job.explain and job.mode != "lexical":  # BM25 hits have no token matches to show
+                    explained = [self._explain_hits(q, v, h) for q, v, h in zip(job.queries, qvecs[id(job)], hits)]
+                else:
+                    explained = [[None] * len(h) for h in hits]
                 job.future.set_result([list(zip(h, e)) for h, e in zip(hits, explained)])
             except Exception as exc:
                 job.future.set_exception(exc)

@@ -167,11 +167,13 @@ class Engine:
         return await asyncio.wrap_future(future)
 
     async def search(
-        self, queries: list[str], k: int, filter: Mapping[str, Any] | None, explain: bool
+        self, queries: list[str], k: int, filter: Mapping[str, Any] | None, explain: bool,
+        mode: str = "semantic", alpha: float | None = None,
     ) -> list[list[tuple[Hit, Explanation | None]]]:
         self.require_index()
         try:
-            return await self._submit(SearchJob(queries, k, dict(filter) if filter is not None else None, explain))
+            return await self._submit(SearchJob(queries, k, dict(filter) if filter is not None else None, explain,
+                                                mode, None if alpha is None else float(alpha)))
         except LookupError:
             self.require_index()
             raise

@@ -45,7 +45,7 @@ async def search(body: S.SearchRequest, engine: Engine = Depends(engine_of), lim
     texts = body.texts
     check_texts(texts, limits, "queries")
     check_k(body.k, limits)
-    results = await engine.search(texts, body.k, body.filter, body.explain)
+    results = await engine.search(texts, body.k, body.filter, body.explain, body.mode, body.alpha)
     per_query = [[S.HitOut(id=h.id, score=h.score, text=h.text, metadata=h.metadata, explanation=_explanation(e))
                   for h, e in hits] for hits in results]
     return S.SearchResponse(hits=per_query[0] if body.query is not None else per_query)

@@ -45,9 +45,14 @@ class SearchRequest(Strict):
     k: StrictInt = Field(10, ge=1)
     filter: dict[str, FilterValue] | None = None
     explain: StrictBool = False
+    # "semantic" (MaxSim), "lexical" (BM25) or "hybrid" (both fused: reciprocal rank fusion, or with
+    # `alpha` the blend alpha * semantic + (1 - alpha) * lexical of normalised scores); see Index.search.
+    mode: Literal["semantic", "lexical", "hybrid"] = "semantic"
+    alpha: Union[StrictFloat, StrictInt, None] = Field(None, ge=0, le=1)
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"query": "¿Dónde viven los pingüinos?", "k": 5, "filter": {"lang": ["en", "de"]}, "explain": True}],
+        "examples": [{"query": "¿Dónde viven los pingüinos?", "k": 5, "filter": {"lang": ["en", "de"]}, "explain": True},
+                     {"query": "penguins Antarctica", "k": 5, "mode": "hybrid", "alpha": 0.7}],
         "oneOf": [{"required": ["query"]}, {"required": ["queries"]}],  # what _one_of checks, for clients and fuzzers
     })
 
@@ -57,6 +62,8 @@ class SearchRequest(Strict):
             raise ValueError("give exactly one of 'query' (a string) or 'queries' (a list of strings)")
         if self.filter is not None:
             check_finite(self.filter, "filter")
+        if self.alpha is not None and self.mode != "hybrid":
+            raise ValueError(f"'alpha' weights the two sides of mode 'hybrid', not of mode {self.mode!r}")
         return self
 
     @property
