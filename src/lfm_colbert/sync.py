@@ -100,7 +100,7 @@ def update_index(
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InputError(f"{name} (--{name.replace('_', '-')}) must be a positive integer, not {value}")
     report = report if report is not None else SyncReport()
-    pool_factor = _pool_factor(index, pool_factor)
+    pool_factor, record = _pool_factor(index, pool_factor)
     model = index.model
     budget = passage_budget(model)
     if max_tokens is not None and max_tokens > budget:
@@ -130,6 +130,9 @@ def update_index(
         with index.bulk():  # a new compressed index fits its codec to the whole run, at its end
             for chunk in commit_runs(todo, commit_every):  # each one atomic; unchanged-skipping resumes
                 vectors = _vectors(index, model, chunk, reuse, batch_size, pool_factor, bar, feeder)
+                if record:  # a new index's pool factor, recorded just before its first write
+                    record_pool_factor(index, pool_factor)
+                    record = False
                 index.add_vectors(
                     [vectors[p.id] for p in chunk], ids=[p.id for p in chunk], texts=[p.text for p in chunk],
                     metadata=[p.metadata for p in chunk], parents=[p.parent for p in chunk], upsert=True,
@@ -149,18 +152,20 @@ def update_index(
     return report
 
 
-def _pool_factor(index: Any, given: int | None) -> int | None:
-    """The pool factor to use: fixed when the index gets its first documents."""
+def _pool_factor(index: Any, given: int | None) -> tuple[int | None, bool]:
+    """The pool factor to use, and whether it still has to be recorded: it is fixed when the index
+    gets its first documents (recorded then, so a run that fails before writing leaves none behind)."""
     have = recorded_pool_factor(index)
     if given is not None and (isinstance(given, bool) or not isinstance(given, int) or given < 1):
         raise InputError(f"the pool factor must be a positive integer, not {given!r}")
     if given == 1:
         given = None
     if given is None or given == have:
-        return have
+        return have, False
     if have is None and len(index) == 0:
-        record_pool_factor(index, given)
-        return given
+        if not hasattr(index, "set_pool_factor"):  # a Qdrant store: its points carry no pooling record
+            raise InputError("token pooling (--pool-factor) applies to an embedded index")
+        return given, True
     now = f"pooled with factor {have}" if have else "not pooled"
     raise InputError(f"{index.path} holds documents {now}; the pool factor is chosen when an index is created")
 

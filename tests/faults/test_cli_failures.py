@@ -45,6 +45,7 @@ def _cli(args, env=None, **kw):
 @pytest.mark.parametrize("extra, source, needle", [
     (["--overlap", "-5"], None, "--overlap"),
     (["--max-tokens", "100000"], None, "--max-tokens"),
+    (["--pool-factor", "2", "--max-tokens", "100000"], None, "--max-tokens"),  # the pool factor is recorded at the first write
     ([], '{"id": "a", "text": "fine", "metadata": {"x": NaN}}', "metadata"),
     ([], '{"id": "a", "text": "bad \\ud800 text"}', "surrogate"),
     ([], '{"id": "a\\udcff", "text": "bad id"}', "surrogate"),
