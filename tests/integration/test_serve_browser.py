@@ -67,6 +67,10 @@ def test_demo_page_in_chromium(index_copy, tmp_path):
     want = [h.id for h in reference.search(QUERY, k=10)]
     want_de = [h.id for h in reference.search(QUERY, k=10, filter={"lang": "de"})]
     want_ar = [h.id for h in reference.search(QUERY, k=10, filter={"lang": "ar"})]
+    # A query whose hybrid ranking differs from its semantic one, so the page's mode switch shows.
+    fused = [(q, [h.id for h in reference.search(q, k=10)], [h.id for h in reference.search(q, k=10, mode="hybrid")])
+             for q in ("Emperor penguins winter", "espresso coffee", "volcano eruption ash")]
+    hybrid_query, want_semantic, want_hybrid = next(f for f in fused if f[1] != f[2])
     reference.close()
 
     proc, url = start_server(index_copy)
@@ -117,6 +121,13 @@ def test_demo_page_in_chromium(index_copy, tmp_path):
             _wait_for(page, want_ar)
             assert page.eval_on_selector("li.hit p.text", "p => p.matches(':dir(rtl)')")  # right to left
             assert page.eval_on_selector("li.hit p.text", "p => p.lang") == "ar"
+            page.click("#active-filters li button")
+            _wait_for(page, want)
+            page.fill("#q", hybrid_query)
+            page.press("#q", "Enter")
+            _wait_for(page, want_semantic)
+            page.select_option("#mode", "hybrid")  # MaxSim and BM25 fused, as the library fuses them
+            _wait_for(page, want_hybrid)
             assert not failed, failed
             browser.close()
     finally:

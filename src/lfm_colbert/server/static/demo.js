@@ -219,6 +219,7 @@ async function search() {
   const query = $("#q").value.trim();
   if (!query) return;
   const body = { query, k: Number($("#k").value), explain: true };
+  if ($("#mode").value !== "semantic") body.mode = $("#mode").value;
   if (Object.keys(state.filters).length) body.filter = state.filters;
   const mine = ++pending;
   setStatus("searching…");
@@ -248,6 +249,7 @@ async function init() {
   });
   $("#search-form").addEventListener("submit", (e) => { e.preventDefault(); search(); });
   $("#k").addEventListener("change", search);
+  $("#mode").addEventListener("change", search);
   $("#add-filter").addEventListener("click", () => {
     addFilter($("#filter-key").value, parseValues($("#filter-value").value));
     $("#filter-value").value = "";
