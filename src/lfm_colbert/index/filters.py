@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 from lfm_colbert.errors import InputError
 
@@ -138,12 +138,41 @@ def _condition(key: str, op: str, values: list[Any], params: list[Any]) -> str:
     return f"(NOT {sql})" if negate else sql
 
 
-def _key_clause(key: str, value: Any, params: list[Any]) -> str:
+class _SQL:
+    """Emits SQLite for `compile_filter`; `params` fill its ?s, in order."""
+
+    def __init__(self) -> None:
+        self.params: list[Any] = []
+
+    def condition(self, key: str, op: str, values: list[Any]) -> str:
+        return _condition(key, op, values, self.params)
+
+    def all_of(self, parts: list[str]) -> str:
+        return "(" + " AND ".join(parts) + ")"
+
+    def any_of(self, parts: list[str]) -> str:
+        return "(" + " OR ".join(parts) + ")"
+
+    def none_of(self, part: str) -> str:
+        return f"(NOT {part})"
+
+
+class Emitter(Protocol):
+    """What a backend makes of a checked filter (SQL here; Qdrant conditions in lfm_colbert.stores.filters).
+    `condition` gets one operator of `_OPS` on one key with checked values ($in for a bare value or list)."""
+
+    def condition(self, key: str, op: str, values: list[Any]) -> Any: ...
+    def all_of(self, parts: list[Any]) -> Any: ...
+    def any_of(self, parts: list[Any]) -> Any: ...
+    def none_of(self, part: Any) -> Any: ...
+
+
+def _key_conditions(key: str, value: Any, out: Emitter) -> Any:
     """All conditions given for one key: a value, a list (any of), or a mapping of operators."""
     if isinstance(value, Filter):
         value = value.to_dict()
     if not isinstance(value, Mapping):
-        return _condition(key, "$in", _values(key, value), params)
+        return out.condition(key, "$in", _values(key, value))
     if not value:
         raise InputError(f"filter {key!r} has an empty mapping of operators")
     parts = []
@@ -153,42 +182,43 @@ def _key_clause(key: str, value: Any, params: list[Any]) -> str:
         if op == "$exists":
             if not isinstance(arg, bool):
                 raise InputError(f"filter {key!r}: $exists takes true or false, not {arg!r}")
-            parts.append(_condition(key, op, [arg], params))
+            parts.append(out.condition(key, op, [arg]))
         elif op in _RANGE_SQL:
             bound = None if isinstance(arg, (list, tuple, set)) else _check_value(key, arg)
             if isinstance(bound, bool) or bound is None:
                 raise InputError(f"filter {key!r}: {op} takes one number or string, not {arg!r}")
-            parts.append(_condition(key, op, [bound], params))
+            parts.append(out.condition(key, op, [bound]))
         else:
             if op in ("$eq", "$ne") and isinstance(arg, (list, tuple, set)):
                 raise InputError(f"filter {key!r}: {op} takes one value; use {'$in' if op == '$eq' else '$nin'} for a list")
-            parts.append(_condition(key, op, _values(key, arg), params))
-    return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+            parts.append(out.condition(key, op, _values(key, arg)))
+    return parts[0] if len(parts) == 1 else out.all_of(parts)
 
 
-def _compile(f: Any, params: list[Any]) -> str:
+def compile_filter(f: Any, out: Emitter) -> Any:
+    """Check a filter (a dict or `Filter`) and build it with `out`: the one walk every backend shares."""
     if isinstance(f, Filter):
         f = f.to_dict()
     if not isinstance(f, Mapping) or not f:
         raise InputError("a filter must be a non-empty mapping of metadata key to value(s) (see lfm_colbert.index.filters)")
-    clauses = []
+    parts = []
     for key, value in f.items():
         if key in ("$and", "$or"):
             if not isinstance(value, (list, tuple)) or not value:
                 raise InputError(f"{key} takes a non-empty list of filters")
-            parts = [_compile(sub, params) for sub in value]
-            clauses.append("(" + (" AND " if key == "$and" else " OR ").join(parts) + ")")
+            subs = [compile_filter(sub, out) for sub in value]
+            parts.append(out.all_of(subs) if key == "$and" else out.any_of(subs))
         elif key == "$not":
-            clauses.append(f"(NOT {_compile(value, params)})")
+            parts.append(out.none_of(compile_filter(value, out)))
         else:
-            clauses.append(_key_clause(_check_key(key), value, params))
-    return clauses[0] if len(clauses) == 1 else "(" + " AND ".join(clauses) + ")"
+            parts.append(_key_conditions(_check_key(key), value, out))
+    return parts[0] if len(parts) == 1 else out.all_of(parts)
 
 
 def filter_sql(filter: Mapping[str, Any]) -> tuple[str, list[Any]]:
     """An SQLite WHERE clause over `docs.metadata` for `filter` (a dict or `Filter`), and its parameters."""
-    params: list[Any] = []
-    return _compile(filter, params), params
+    sql = _SQL()
+    return compile_filter(filter, sql), sql.params
 
 
 def filter_keys(filter: Mapping[str, Any]) -> set[str]:

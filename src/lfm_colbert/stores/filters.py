@@ -16,22 +16,20 @@ Qdrant compares payload values its own way (and qdrant-edge-py 0.9 turns MatchVa
 integer 1), so each point carries `_filter`, its metadata split by type: {"s": {key: [strings]},
 "n": {key: [numbers]}, "b": {key: [0 / 1]}, "null": [keys with a null], "keys": [keys present]},
 lists flattened one level. Every condition is then a keyword, integer or numeric-range test on one
-of those fields, which Qdrant evaluates exactly as the embedded index's SQL does.
+of those fields, which Qdrant evaluates exactly as the embedded index's SQL does. The filter is
+checked and walked by lfm_colbert.index.filters.compile_filter, as the SQL is; this module only
+says what each condition becomes.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Any, Mapping, Protocol, Sequence
 
 from lfm_colbert.errors import InputError
+from lfm_colbert.index.filters import compile_filter
 
 FILTER_FIELD = "_filter"  # payload key of the typed copy of the metadata
-_KEY = re.compile(r"[\w.\-]+(?: [\w.\-]+)*")  # the embedded index's rule for keys
-_INT64 = (-(1 << 63), (1 << 63) - 1)
 _RANGES = ("$gt", "$gte", "$lt", "$lte")
-_OPS = {"$eq", "$ne", "$in", "$nin", "$exists", *_RANGES}
 
 
 class Conditions(Protocol):
@@ -72,37 +70,6 @@ def _path(kind: str, key: str | None = None) -> str:
     return f'{FILTER_FIELD}.{kind}' + (f'."{key}"' if key is not None else "")
 
 
-# -- checking (the embedded index's rules) ---------------------------------------------------------
-def _check_key(key: Any) -> str:
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
-        raise InputError(f"bad filter key {key!r}: use letters, digits, '_', '.', '-' and single inner spaces "
-                         f"(operators are {', '.join(sorted(_OPS))}, $and, $or, $not)")
-    return key
-
-
-def _check_value(key: str, value: Any) -> Any:
-    if hasattr(value, "item") and not hasattr(value, "__len__"):  # a numpy scalar
-        value = value.item()
-    if isinstance(value, (str, bool)) or value is None:
-        return value
-    if isinstance(value, int):
-        if not _INT64[0] <= value <= _INT64[1]:
-            raise InputError(f"filter {key!r}: {value} is outside the 64-bit integers the index can compare")
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InputError(f"filter {key!r}: {value} is not a finite number")
-        return value
-    raise InputError(f"filter {key!r}: values are strings, numbers, booleans or None, not {type(value).__name__}")
-
-
-def _values(key: str, value: Any) -> list[Any]:
-    values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
-    if not values:
-        raise InputError(f"filter {key!r} has an empty list of values")
-    return [_check_value(key, v) for v in values]
-
-
 # -- conditions ------------------------------------------------------------------------------------
 def _equals(c: Conditions, key: str, values: list[Any]) -> Any:
     """`key` (or, for a list, one of its elements) equals one of `values`, by type."""
@@ -127,57 +94,34 @@ def _range(c: Conditions, key: str, op: str, bound: Any) -> Any:
     return c.number_range(_path("n", key), **{op[1:]: float(bound)})
 
 
-def _key_condition(c: Conditions, key: str, value: Any) -> Any:
-    """Every condition given for one key: a value, a list (any of), or a mapping of operators."""
-    if hasattr(value, "to_dict"):  # lfm_colbert.index.filters.Filter
-        value = value.to_dict()
-    if not isinstance(value, Mapping):
-        return _equals(c, key, _values(key, value))
-    if not value:
-        raise InputError(f"filter {key!r} has an empty mapping of operators")
-    parts = []
-    for op, arg in value.items():
-        if op not in _OPS:
-            raise InputError(f"filter {key!r}: unknown operator {op!r} (use {', '.join(sorted(_OPS))})")
+class _Emitter:
+    """Qdrant conditions for lfm_colbert.index.filters.compile_filter, which checks the filter and walks it."""
+
+    def __init__(self, c: Conditions) -> None:
+        self.c = c
+
+    def condition(self, key: str, op: str, values: list[Any]) -> Any:
+        c = self.c
         if op == "$exists":
-            if not isinstance(arg, bool):
-                raise InputError(f"filter {key!r}: $exists takes true or false, not {arg!r}")
             present = c.keyword_any(_path("keys"), [key])
-            parts.append(present if arg else c.none_of([present]))
-        elif op in _RANGES:
-            bound = None if isinstance(arg, (list, tuple, set)) else _check_value(key, arg)
-            if isinstance(bound, bool) or bound is None:
-                raise InputError(f"filter {key!r}: {op} takes one number or string, not {arg!r}")
-            parts.append(_range(c, key, op, bound))
-        else:
-            if op in ("$eq", "$ne") and isinstance(arg, (list, tuple, set)):
-                raise InputError(f"filter {key!r}: {op} takes one value; use {'$in' if op == '$eq' else '$nin'} for a list")
-            eq = _equals(c, key, _values(key, arg))
-            parts.append(c.none_of([eq]) if op in ("$ne", "$nin") else eq)  # without the key: matches
-    return parts[0] if len(parts) == 1 else c.all_of(parts)
+            return present if values[0] else c.none_of([present])
+        if op in _RANGES:
+            return _range(c, key, op, values[0])
+        eq = _equals(c, key, values)
+        return c.none_of([eq]) if op in ("$ne", "$nin") else eq  # without the key: $ne / $nin match
 
+    def all_of(self, parts: list[Any]) -> Any:
+        return self.c.all_of(parts)
 
-def _compile(f: Any, c: Conditions) -> Any:
-    if hasattr(f, "to_dict"):
-        f = f.to_dict()
-    if not isinstance(f, Mapping) or not f:
-        raise InputError("a filter must be a non-empty mapping of metadata key to value(s) (see lfm_colbert.stores.filters)")
-    parts = []
-    for key, value in f.items():
-        if key in ("$and", "$or"):
-            if not isinstance(value, (list, tuple)) or not value:
-                raise InputError(f"{key} takes a non-empty list of filters")
-            subs = [_compile(sub, c) for sub in value]
-            parts.append(c.all_of(subs) if key == "$and" else c.any_of(subs))
-        elif key == "$not":
-            parts.append(c.none_of([_compile(value, c)]))
-        else:
-            parts.append(_key_condition(c, _check_key(key), value))
-    return parts[0] if len(parts) == 1 else c.all_of(parts)
+    def any_of(self, parts: list[Any]) -> Any:
+        return self.c.any_of(parts)
+
+    def none_of(self, part: Any) -> Any:
+        return self.c.none_of([part])
 
 
 def translate(filter: Mapping[str, Any] | None, c: Conditions) -> Any:
     """A backend filter for an embedded-index filter (None for None)."""
     if filter is None:
         return None
-    return c.all_of([_compile(filter, c)])
+    return c.all_of([compile_filter(filter, _Emitter(c))])
