@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,21 @@ def _write_pdf(path: Path, pages: list[str]) -> None:
 def make_pdf():
     """make_pdf(path, ["page 1 text", "", ...]): write a small text PDF for ingestion tests."""
     return _write_pdf
+
+
+def _drop_lexical(path: Path) -> None:
+    from lfm_colbert.index import lexical
+
+    conn = sqlite3.connect(Path(path) / "catalog.sqlite")
+    for t in lexical.TABLES:
+        conn.execute(f"DROP TABLE {t}")
+    conn.execute("DELETE FROM meta WHERE key IN ('lexical', 'lexical_generation')")
+    conn.commit()
+    conn.close()
+
+
+@pytest.fixture
+def drop_lexical():
+    """drop_lexical(index_dir): make a closed index look as one written before the keyword index
+    existed (no lexical tables, no lexical meta keys)."""
+    return _drop_lexical

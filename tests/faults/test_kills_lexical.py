@@ -4,22 +4,12 @@ existed, or `rebuild_lexical`) leaves the postings as they were, and the next wr
 from __future__ import annotations
 
 import shutil
-import sqlite3
 
 import pytest
 from faultkit import base_index, lexical_in_step, run_writer, snapshot
 
 from lfm_colbert.errors import IndexFormatError
-from lfm_colbert.index import Index, lexical
-
-
-def _drop_lexical(path):
-    conn = sqlite3.connect(path / "catalog.sqlite")
-    for t in lexical.TABLES:
-        conn.execute(f"DROP TABLE {t}")
-    conn.execute("DELETE FROM meta WHERE key IN ('lexical', 'lexical_generation')")
-    conn.commit()
-    conn.close()
+from lfm_colbert.index import Index
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +20,11 @@ def base(tmp_path_factory):
 
 
 @pytest.mark.parametrize("made_before", [False, True])
-def test_a_writer_killed_while_building_the_keyword_index(base, tmp_path, made_before):
+def test_a_writer_killed_while_building_the_keyword_index(base, tmp_path, made_before, drop_lexical):
     path = tmp_path / "idx"
     shutil.copytree(base, path)
     if made_before:
-        _drop_lexical(path)
+        drop_lexical(path)
     before = snapshot(Index(path))
     assert run_writer(path, "rebuild", pause="lexical:before-commit") == "killed"
     index = Index(path)

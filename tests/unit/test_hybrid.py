@@ -185,19 +185,10 @@ def test_a_pinned_state_scores_its_own_documents(index):
     assert {h.id for h in index.search("penguins", mode="lexical")} == {"d3", "p"}
 
 
-def _drop_lexical(path):
-    conn = sqlite3.connect(path / "catalog.sqlite")
-    for t in lexical.TABLES:
-        conn.execute(f"DROP TABLE {t}")
-    conn.execute("DELETE FROM meta WHERE key IN ('lexical', 'lexical_generation')")
-    conn.commit()
-    conn.close()
-
-
-def test_an_index_made_before_the_lexical_index(index, tmp_path):
+def test_an_index_made_before_the_lexical_index(index, tmp_path, drop_lexical):
     path = index.path
     index.close()
-    _drop_lexical(path)
+    drop_lexical(path)
     ix = Index(path)
     assert len(ix.search_vectors(_vectors(1, 7)[0], k=3)) == 3  # semantic search works as before
     with pytest.raises(IndexFormatError, match="--rebuild-lexical"):
@@ -206,7 +197,7 @@ def test_an_index_made_before_the_lexical_index(index, tmp_path):
     assert {h.id for h in ix.search("penguins", mode="lexical")} == {"d0", "d3", "new"}
     _in_step(ix)
     ix.close()
-    _drop_lexical(path)
+    drop_lexical(path)
     ix = Index(path)
     assert ix.rebuild_lexical() == len(TEXTS) + 1
     assert {h.id for h in ix.search("penguins", mode="lexical")} == {"d0", "d3", "new"}
@@ -262,11 +253,11 @@ def test_lexical_reads_racing_a_writer_see_one_committed_state(tmp_path):
     ix.close()
 
 
-def test_info_describes_the_keyword_index(index):
+def test_info_describes_the_keyword_index(index, drop_lexical):
     info = index.info()["lexical"]
     assert info["up_to_date"] and info["documents_with_postings"] == len(TEXTS) and info["k1"] == 1.5
     path = index.path
     index.close()
-    _drop_lexical(path)
+    drop_lexical(path)
     with Index(path) as ix:
         assert ix.info()["lexical"] is None

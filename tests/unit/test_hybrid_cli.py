@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
 from lfm_colbert.cli import main
-from lfm_colbert.index import lexical
 
 ROWS = [
     {"id": "p1", "text": "Penguins live in the southern hemisphere.", "lang": "en"},
@@ -56,17 +54,12 @@ def test_search_mode_errors(built, capsys):
     assert "invalid choice" in _hits(capsys, "search", built, "penguins", "--mode", "keyword", code=2)
 
 
-def test_rebuild_lexical(built, tmp_path, capsys):
+def test_rebuild_lexical(built, tmp_path, capsys, drop_lexical):
     import shutil
 
     path = tmp_path / "old"
     shutil.copytree(built, path)
-    conn = sqlite3.connect(path / "catalog.sqlite")
-    for t in lexical.TABLES:
-        conn.execute(f"DROP TABLE {t}")
-    conn.execute("DELETE FROM meta WHERE key IN ('lexical', 'lexical_generation')")
-    conn.commit()
-    conn.close()
+    drop_lexical(path)
     err = _hits(capsys, "search", path, "BRCA1", "--mode", "lexical", code=2)
     assert "--rebuild-lexical" in err
     assert main(["info", str(path)]) == 0
