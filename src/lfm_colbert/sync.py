@@ -227,35 +227,37 @@ def _reusable(index: Any, todo: list[Passage], legacy: list[Any]) -> dict[str, s
     return reuse
 
 
-def _scan(index: Any, src: Source) -> Iterator[Any]:
-    """The stored documents of one source. A store whose filters cannot range over text (Qdrant's
-    payload index orders numbers only) is read whole and the source's scope tested here."""
-    text_ranges = getattr(index, "text_ranges", True)
-    after = None
-    while page := index.list(filter=src.scope_filter() if text_ranges else None, limit=_PAGE, after=after):
-        yield from (d for d in page if text_ranges or src.covers(d.metadata.get("source")))
-        after = page[-1].id
+def _scan(index: Any, sources: list[Source]) -> Iterator[Any]:
+    """The stored documents of any of `sources`. A store whose filters cannot range over text (Qdrant's
+    payload index orders numbers only) is read once, whole, and each source's scope tested here."""
+    if getattr(index, "text_ranges", True):
+        scopes = [src.scope_filter() for src in sources]
+    else:
+        scopes = [None] if sources else []
+    for scope in scopes:
+        after = None
+        while page := index.list(filter=scope, limit=_PAGE, after=after):
+            yield from (d for d in page if scope is not None or any(s.covers(d.metadata.get("source")) for s in sources))
+            after = page[-1].id
 
 
 def _vanished(index: Any, sources: SourceSet, current: set[str], legacy: set[str]) -> list[str]:
     """Ids of stored documents that came from these sources and are no longer in them."""
     gone = set()
-    for src in sources.sources:
-        for d in _scan(index, src):
-            doc_id = d.parent or d.id
-            if doc_id not in current and doc_id not in legacy and d.metadata.get("source") not in sources.skipped:
-                gone.add(doc_id)
+    for d in _scan(index, sources.sources):
+        doc_id = d.parent or d.id
+        if doc_id not in current and doc_id not in legacy and d.metadata.get("source") not in sources.skipped:
+            gone.add(doc_id)
     return sorted(gone)
 
 
 def _legacy_documents(index: Any, sources: SourceSet, current: set[str]) -> list[Any]:
     """Stored passages of these sources under the ids an earlier version gave them: the source's path
     as typed now, or absolute, in place of its name (`examples/corpus/a.md` for `corpus/a.md`)."""
+    old = [Source(Path(base), base, src.is_dir) for src in sources.sources
+           for base in {src.path.as_posix(), src.path.absolute().as_posix(), src.path.resolve().as_posix()} - {src.name}]
     found: dict[str, Any] = {}
-    for src in sources.sources:
-        for base in {src.path.as_posix(), src.path.absolute().as_posix(), src.path.resolve().as_posix()} - {src.name}:
-            old = Source(Path(base), base, src.is_dir)
-            for d in _scan(index, old):
-                if (d.parent or d.id) not in current:
-                    found[d.id] = d
+    for d in _scan(index, old):
+        if (d.parent or d.id) not in current:
+            found[d.id] = d
     return list(found.values())
