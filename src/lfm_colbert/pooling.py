@@ -59,10 +59,3 @@ def pool_tokens(vectors: np.ndarray, pool_factor: int, protected: int = 1, norma
 def recorded_pool_factor(index: Any) -> int | None:
     """The pool factor an index's documents were pooled with (None: not pooled)."""
     return index.manifest.get("pool_factor")
-
-
-def record_pool_factor(index: Any, pool_factor: int) -> None:
-    setter = getattr(index, "set_pool_factor", None)
-    if setter is None:  # a Qdrant store: its points carry no pooling record
-        raise InputError("token pooling (--pool-factor) applies to an embedded index")
-    setter(pool_factor)

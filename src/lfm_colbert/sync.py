@@ -32,7 +32,7 @@ import numpy as np
 
 from lfm_colbert.errors import InputError
 from lfm_colbert.ingest import Document, Passage, Source, TableColumns, passage_budget, read_documents, resolve_sources, split_passages
-from lfm_colbert.pooling import pool_tokens, record_pool_factor, recorded_pool_factor
+from lfm_colbert.pooling import pool_tokens, recorded_pool_factor
 
 _PAGE = 1000  # documents per catalog read
 
@@ -131,7 +131,7 @@ def update_index(
             for chunk in commit_runs(todo, commit_every):  # each one atomic; unchanged-skipping resumes
                 vectors = _vectors(index, model, chunk, reuse, batch_size, pool_factor, bar, feeder)
                 if record:  # a new index's pool factor, recorded just before its first write
-                    record_pool_factor(index, pool_factor)
+                    index.set_pool_factor(pool_factor)
                     record = False
                 index.add_vectors(
                     [vectors[p.id] for p in chunk], ids=[p.id for p in chunk], texts=[p.text for p in chunk],
