@@ -8,7 +8,8 @@ import pytest
 
 from lfm_colbert.errors import InputError
 from lfm_colbert.index import Index
-from lfm_colbert.index.filters import Field, Filter, filter_keys, filter_sql, parse_filter, parse_filters
+from lfm_colbert.index.filter_syntax import parse_filter, parse_filters
+from lfm_colbert.index.filters import Field, Filter, filter_keys, filter_sql
 
 MODEL = {"model_id": "vectors-only", "variant": "none", "dim": 8, "fingerprint": "test"}
 META = {

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from lfm_colbert.eval.crosslingual import crosslingual_pairs
     from lfm_colbert.eval.sources import expand_specs, load_dataset
     from lfm_colbert.eval.report import markdown_table, write_report
-    from lfm_colbert.eval.runner import PRECISIONS, load_system, run_evaluation
+    from lfm_colbert.eval.runner import PRECISIONS, run_evaluation
 
     if not args.dataset and not args.crosslingual:
         raise InputError("nothing to evaluate: give --dataset and/or --crosslingual (see lfm-colbert eval --help)")

@@ -15,7 +15,7 @@ import numpy as np
 
 from lfm_colbert.cli.options import add_filter, index_filter
 from lfm_colbert.errors import InputError
-from lfm_colbert.index.filters import SYNTAX
+from lfm_colbert.index.filter_syntax import SYNTAX
 
 HELP = f"""\
 Write the documents of an index (all, or those a --filter keeps) as JSON Lines, in id order:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from lfm_colbert.cli.options import add_filter, add_json, index_filter
-from lfm_colbert.index.filters import SYNTAX
+from lfm_colbert.index.filter_syntax import SYNTAX
 
 HELP = f"""\
 List stored documents (passages of split documents included) in id order: one line each with

@@ -30,7 +30,8 @@ def add_json(p: argparse.ArgumentParser, what: str = "the results") -> None:
 def index_filter(index: Any, items: list[str]) -> dict[str, Any] | None:
     """The --filter options as one filter, refused when it names a key no document of `index` has
     (a typo would otherwise just find nothing)."""
-    from lfm_colbert.index.filters import filter_keys, parse_filters
+    from lfm_colbert.index.filter_syntax import parse_filters
+    from lfm_colbert.index.filters import filter_keys
 
     flt = parse_filters(items)
     if flt is None:

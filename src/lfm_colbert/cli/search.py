@@ -10,7 +10,7 @@ from typing import Any
 from lfm_colbert.cli.inputs import Item, check_unique, read_queries, shorten
 from lfm_colbert.cli.options import add_filter, add_placement, index_filter
 from lfm_colbert.errors import InputError
-from lfm_colbert.index.filters import SYNTAX
+from lfm_colbert.index.filter_syntax import SYNTAX
 
 HELP = f"""\
 Search an index built by `lfm-colbert index`. Queries can be in any language the model knows;

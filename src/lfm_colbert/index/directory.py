@@ -16,7 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from lfm_colbert.errors import IndexFormatError, InputError, StorageError
+from lfm_colbert.checkpoint import MODEL_ENV_VAR
+from lfm_colbert.errors import CheckpointError, IndexFormatError, InputError, StorageError
 from lfm_colbert.index import pins, schema, store
 from lfm_colbert.index.segments import SEGMENTS
 
@@ -61,6 +62,36 @@ def check_model(path: Path, manifest: Mapping[str, Any], desc: Mapping[str, Any]
                 f"the model given is {desc.get('model_id')!r} ({key} {desc[key]!r}). "
                 "Search an index with the model that built it, or build a new index."
             )
+
+
+def load_recorded_model(path: Path, manifest: Mapping[str, Any], spec: str | None, placement: Mapping[str, Any]) -> Any:
+    """The model given (`spec`), else $LFM_COLBERT_MODEL (say, a local copy), else the one the index
+    records; always checked against the index's model fingerprint."""
+    origin = "given"
+    if not spec and os.environ.get(MODEL_ENV_VAR):
+        spec, origin = os.environ[MODEL_ENV_VAR], f"from ${MODEL_ENV_VAR}"
+    elif not spec:
+        spec, origin = manifest["model"].get("model_id"), f"recorded in {path / store.MANIFEST}"
+    if not spec:
+        raise InputError(f"{path} holds precomputed vectors and records no model: give one to encode text "
+                         f"(--model on the command line, model= in Python, or ${MODEL_ENV_VAR})")
+    try:  # Queries are encoded at the precision the documents were (when the index recorded it).
+        model = load_model(spec, manifest["model"].get("dtype"), **placement)
+        check_model(path, manifest, describe(model))
+    except (CheckpointError, IndexFormatError) as exc:
+        raise type(exc)(f"{exc} (model {spec!r} {origin}; point elsewhere with --model PATH or "
+                        f"{MODEL_ENV_VAR}=PATH, checked against the index's model fingerprint)") from None
+    return model
+
+
+def check_new_options(compress: Any, train_tokens: Any, n_centroids: Any) -> None:
+    """The creation options' types and ranges, checked before anything is read or written."""
+    if compress not in (None, 2, 4) or isinstance(compress, bool):
+        raise InputError(f"compress must be 2 or 4 (bits per dimension), not {compress!r}")
+    if train_tokens is not None and (isinstance(train_tokens, bool) or not isinstance(train_tokens, int) or train_tokens < 1):
+        raise InputError(f"train_tokens must be a positive integer, not {train_tokens!r}")
+    if n_centroids is not None and (isinstance(n_centroids, bool) or not isinstance(n_centroids, int) or not 1 <= n_centroids <= 1 << 16):
+        raise InputError(f"n_centroids must be an integer from 1 to 65536, not {n_centroids!r}")
 
 
 def check_options(path: Path, manifest: Mapping[str, Any], compress: int | None, rescore: bool, train_tokens: int | None) -> None:

@@ -31,8 +31,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from lfm_colbert.checkpoint import MODEL_ENV_VAR
-from lfm_colbert.errors import CheckpointError, IndexBusyError, IndexClosedError, IndexFormatError, InputError
+from lfm_colbert.errors import IndexBusyError, IndexClosedError, IndexFormatError, InputError
 from lfm_colbert.index import directory, hybrid, store
 from lfm_colbert.index.maintenance import COMPACT_AT, MERGE_FANIN, REFIT_GROWTH, SEGMENT_TOKENS  # noqa: F401
 from lfm_colbert.index.checks import as_list, check_id, check_k, check_rows, check_text, query_array
@@ -100,12 +99,7 @@ class Index:
         if (backend != "auto" or device is not None) and model is not None and not directory.is_model_spec(model):
             raise InputError("backend and device apply to a model the index loads; this one is loaded already")
         self._placement = {"backend": backend, "device": device}
-        if compress not in (None, 2, 4) or isinstance(compress, bool):
-            raise InputError(f"compress must be 2 or 4 (bits per dimension), not {compress!r}")
-        if train_tokens is not None and (isinstance(train_tokens, bool) or not isinstance(train_tokens, int) or train_tokens < 1):
-            raise InputError(f"train_tokens must be a positive integer, not {train_tokens!r}")
-        if n_centroids is not None and (isinstance(n_centroids, bool) or not isinstance(n_centroids, int) or not 1 <= n_centroids <= 1 << 16):
-            raise InputError(f"n_centroids must be an integer from 1 to 65536, not {n_centroids!r}")
+        directory.check_new_options(compress, train_tokens, n_centroids)
         manifest = directory.existing_manifest(self.path)
         if manifest is None and not create:
             raise IndexFormatError(f"no lfm-colbert index at {self.path}")
@@ -151,26 +145,8 @@ class Index:
         if self._model_obj is None:
             with self._model_lock:  # threads searching at once load it once
                 if self._model_obj is None:
-                    self._model_obj = self._load_recorded_model()
+                    self._model_obj = directory.load_recorded_model(self.path, self.manifest, self._model_spec, self._placement)
         return self._model_obj
-
-    def _load_recorded_model(self) -> Any:
-        # The model given, else $LFM_COLBERT_MODEL (say, a local copy), else the one recorded; always checked.
-        spec, origin = self._model_spec, "given"
-        if not spec and os.environ.get(MODEL_ENV_VAR):
-            spec, origin = os.environ[MODEL_ENV_VAR], f"from ${MODEL_ENV_VAR}"
-        elif not spec:
-            spec, origin = self.manifest["model"].get("model_id"), f"recorded in {self.path / store.MANIFEST}"
-        if not spec:
-            raise InputError(f"{self.path} holds precomputed vectors and records no model: give one to encode text "
-                             f"(--model on the command line, model= in Python, or ${MODEL_ENV_VAR})")
-        try:  # Queries are encoded at the precision the documents were (when the index recorded it).
-            model = directory.load_model(spec, self.manifest["model"].get("dtype"), **self._placement)
-            directory.check_model(self.path, self.manifest, directory.describe(model))
-        except (CheckpointError, IndexFormatError) as exc:
-            raise type(exc)(f"{exc} (model {spec!r} {origin}; point elsewhere with --model PATH or "
-                            f"{MODEL_ENV_VAR}=PATH, checked against the index's model fingerprint)") from None
-        return model
 
     @property
     def compressed(self) -> bool:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import unicodedata
 from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 from lfm_colbert.errors import InputError
-from lfm_colbert.integrations._common import IndexHandle, Scorer, _check_k, open_index
+from lfm_colbert.integrations._common import Scorer, _check_k, open_index
 
 try:
     from llama_index.core.bridge.pydantic import Field, PrivateAttr
     from llama_index.core.postprocessor.types import BaseNodePostprocessor
     from llama_index.core.retrievers import BaseRetriever
     from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
-    from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters
+    from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilters
 except ModuleNotFoundError as _exc:
     from lfm_colbert.integrations._common import missing_extra
 
