@@ -12,7 +12,7 @@ as one text, so a reused sentence gets other neighbours and other token states e
 are XQuAD-R questions (at most 32 tokens, as maxsim-cpu needs), each with passages that hold its
 answer sentence.
 
-Built once and cached (default .bench/minilm/, gitignored; --cache or LFM_BENCH_CACHE to move it):
+Built once and cached (default .bench/minilm/, gitignored; --cache DIR, or LFM_BENCH_CACHE=ROOT for ROOT/minilm):
     vectors.npy (N_tok, 128) float16, doclens.npy (n,) int32, queries.npy (n_q, 32, 128) float16 zero-padded,
     query_lens.npy, meta.json
 
@@ -39,7 +39,11 @@ QUERY_TOKENS = 32
 
 
 def cache_dir(arg: str | None = None) -> Path:
-    return Path(arg or os.environ.get("LFM_BENCH_CACHE") or DEFAULT_CACHE)
+    """--cache, else $LFM_BENCH_CACHE/minilm (the same root bench/corpora.py uses), else .bench/minilm."""
+    if arg:
+        return Path(arg)
+    root = os.environ.get("LFM_BENCH_CACHE")
+    return Path(root) / "minilm" if root else DEFAULT_CACHE
 
 
 def sentences(shared: Path = SHARED) -> tuple[list[str], list[str]]:
@@ -178,7 +182,7 @@ def load(path: Path, n_docs: int | None = None) -> tuple[np.ndarray, np.ndarray,
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=100_000)
-    ap.add_argument("--cache", help=f"cache folder (default {DEFAULT_CACHE}, or $LFM_BENCH_CACHE)")
+    ap.add_argument("--cache", help=f"cache folder (default {DEFAULT_CACHE}, or $LFM_BENCH_CACHE/minilm)")
     args = ap.parse_args()
     path = build(args.docs, cache_dir(args.cache))
     print(path, json.loads((path / "meta.json").read_text()))
