@@ -248,17 +248,21 @@ SMALL_FILTER = 4
 
 @dataclass
 class PlaidParams:
-    nprobe: int = 4  # centroids probed per query token
-    ndocs: int = 512  # documents scored by centroid interaction
-    ndecode: int = 128  # of those, documents decompressed and scored exactly
+    nprobe: int = 8  # centroids probed per query token
+    ndocs: int = 2048  # documents scored by centroid interaction
+    ndecode: int = 256  # of those, documents decompressed and scored exactly
 
     @classmethod
     def for_k(cls, k: int) -> "PlaidParams":
-        # Stanford PLAID's defaults for k <= 10 are (2 cells, 256 docs). On 1M MiniLM tokens (16k
-        # centroids, 2-bit) the rough scores of stage 2 dropped 0.021 of the exact top-10 at 512
-        # documents, 0.003 at 1024 (recall@10 0.908 -> 0.915, 10% fewer queries/s); decoding 384
-        # instead of 128 reached 0.927 (the codec's ceiling, 0.929) at 0.6x the queries/s.
-        return cls(nprobe=4 if k <= 10 else 8, ndocs=max(1024, 64 * k), ndecode=max(128, 8 * k))
+        # Stanford PLAID's defaults for k <= 10 are (2 cells, 256 docs). Measured on MiniLM token
+        # states (bench/minilm_corpus.py, 16k centroids, 50 queries, recall@10 against exact):
+        #   100k docs, 2-bit (ceiling with perfect candidates 0.898): (4, 1024, 128) 0.846 at 44 q/s,
+        #     (8, 2048, 256) 0.878 at 37 q/s, (8, 2048, 512) 0.892 at 25 q/s, (8, 4096, 512) 0.886;
+        #   100k docs, 4-bit (ceiling 0.978): (4, 1024, 128) 0.886, (8, 2048, 256) 0.940 at 34 q/s;
+        #   10k docs, 2-bit (ceiling 0.918): (4, 1024, 128) 0.888, (8, 2048, 256) 0.918.
+        # Exact search runs ~3.3 q/s at 100k documents here, so (8, 2048, 256) stays above 10x it.
+        # More documents at stage 3 can lose recall: its rough scores let more near-misses through.
+        return cls(nprobe=8 if k <= 10 else 16, ndocs=max(2048, 64 * k), ndecode=max(256, 8 * k))
 
 
 def plaid_search(
