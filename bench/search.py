@@ -317,6 +317,8 @@ def main() -> int:
         return 0
 
     print(header(args.paths), flush=True)
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="lfm-bench-", dir=args.workdir))
     rows, checks, everything = [], [], []
     try:
