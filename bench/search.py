@@ -127,7 +127,7 @@ def step_gemm(a: dict) -> dict:
     variants = {"torch (Q,tok)": lambda c: q @ c.T, "torch (tok,Q)": lambda c: c @ q.T}
     if plan.matmul == "onednn" or cpu._onednn_linear_works(torch):
         variants["oneDNN linear"] = lambda c: torch.ops.mkldnn._linear_pointwise(c, q, None, "none", [], "")
-    from lfm_colbert.scoring import _run
+    from lfm_colbert.scoring import run_tasks
 
     threads = torch.get_num_threads()
     rates = {}
@@ -137,7 +137,7 @@ def step_gemm(a: dict) -> dict:
             for _ in range(3):
                 t = time.perf_counter()
                 if pooled:
-                    _run(lambda s: f(X[s : s + (1 << 15)]), list(range(0, n, 1 << 15)), threads)
+                    run_tasks(lambda s: f(X[s : s + (1 << 15)]), list(range(0, n, 1 << 15)), threads)
                 else:
                     for s in range(0, n, 1 << 16):
                         f(X[s : s + (1 << 16)])
@@ -149,7 +149,7 @@ def step_gemm(a: dict) -> dict:
     best = float("inf")
     for _ in range(3):
         t = time.perf_counter()
-        _run(lambda s: X[s : s + (1 << 13)] @ q16.T, list(range(0, n, 1 << 13)), threads)
+        run_tasks(lambda s: X[s : s + (1 << 13)] @ q16.T, list(range(0, n, 1 << 13)), threads)
         best = min(best, time.perf_counter() - t)
     return {"plan": plan.describe(), "dtype": plan.dtype, "gemm_tok_s": rates[top], "engine": top,
             "gemm16_tok_s": BATCH * n / best, "all": {k: round(v / 1e6, 2) for k, v in rates.items()}}

@@ -134,9 +134,10 @@ class Layout:
         idx = starts[docs][:, None] + np.minimum(np.arange(T)[None, :], lens[:, None] - 1)  # (m, T)
         return idx.reshape(-1)
 
-    def tasks(self, width: int) -> list[tuple[int, int, int]]:
-        """(group, first doc, end doc) pieces of about TASK_SCORES / width padded rows each."""
-        rows = max(MIN_TASK_ROWS, TASK_SCORES // max(1, width))
+    def tasks(self, width: int, threads: int = 1) -> list[tuple[int, int, int]]:
+        """(group, first doc, end doc) pieces of about TASK_SCORES / width padded rows each, and at
+        most 1 / threads of all rows: a small job (a shortlist, 25k tokens) is still shared out."""
+        rows = max(MIN_TASK_ROWS, min(TASK_SCORES // max(1, width), -(-self.n_rows // max(1, threads))))
         out = []
         for g in range(len(self.T)):
             n = int(self.doc0[g + 1] - self.doc0[g])
@@ -167,7 +168,8 @@ def _pool(n: int) -> ThreadPoolExecutor:
         return _POOL[2]
 
 
-def _run(fn: Callable[[Any], None], tasks: list, threads: int) -> None:
+def run_tasks(fn: Callable[[Any], None], tasks: list, threads: int) -> None:
+    """fn(task) for every task, on the pool's `threads` single-threaded workers."""
     # Even one task goes to a (single-threaded) worker: in the caller's thread a small matmul opens a
     # parallel region over every core, and on a loaded machine such regions stall for a whole
     # scheduler tick (4-8 ms) waiting for a descheduled thread.
@@ -265,7 +267,7 @@ def _score_layout(
         s = kernel.scores(kernel.convert(block(g, d0, d1)), q, d1 - d0, T, B)
         out[layout.order[layout.doc0[g] + d0 : layout.doc0[g] + d1]] = s
 
-    _run(task, layout.tasks(B * Q), kernel.threads)
+    run_tasks(task, layout.tasks(B * Q, kernel.threads), kernel.threads)
     return out
 
 
@@ -281,20 +283,24 @@ def maxsim_scan(queries: np.ndarray, layout: Layout, copy: np.ndarray, kernel: K
     return _score_layout(queries, layout, block, kernel)
 
 
-def maxsim_gather(
-    queries: np.ndarray, tokens: np.ndarray, starts: np.ndarray, layout: Layout, kernel: Kernel
-) -> np.ndarray:
+Tokens = np.ndarray | Callable[[np.ndarray], np.ndarray]
+
+
+def maxsim_gather(queries: np.ndarray, tokens: Tokens, starts: np.ndarray, layout: Layout, kernel: Kernel) -> np.ndarray:
     """MaxSim (n, B) of the documents of `layout`, document i being tokens[starts[i]:starts[i] + length],
-    each group's block gathered from the flat store (and converted) when it is scored."""
+    each group's block gathered from the flat store (and converted) when it is scored. `tokens` may
+    instead be a function from token indices (n,) to vectors (n, D): a compressed index decodes
+    there, in the workers, so no decoded copy of all the documents is ever held."""
 
     def block(g: int, d0: int, d1: int) -> np.ndarray:
-        return np.asarray(tokens[layout.gather_index(starts, g, d0, d1)])
+        idx = layout.gather_index(starts, g, d0, d1)
+        return tokens(idx) if callable(tokens) else np.asarray(tokens[idx])
 
     return _score_layout(queries, layout, block, kernel)
 
 
 def _maxsim_gathered(
-    queries: np.ndarray, tokens: np.ndarray, starts: np.ndarray, lens: np.ndarray, kernel: Kernel
+    queries: np.ndarray, tokens: Tokens, starts: np.ndarray, lens: np.ndarray, kernel: Kernel
 ) -> np.ndarray:
     """Like maxsim_gather for documents given by starts and lengths; documents without tokens score 0."""
     out = np.zeros((len(lens), queries.shape[0]), dtype=np.float32)
@@ -304,11 +310,10 @@ def _maxsim_gathered(
     return out
 
 
-def maxsim_packed(
-    queries: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, kernel: Kernel | None = None
-) -> np.ndarray:
-    """MaxSim (n, B) of queries (B, Q, D) against every document of a flat store (offsets (n + 1,)).
-    Float32 unless `kernel` says otherwise; documents without tokens score 0."""
+def maxsim_packed(queries: np.ndarray, tokens: Tokens, offsets: np.ndarray, kernel: Kernel | None = None) -> np.ndarray:
+    """MaxSim (n, B) of queries (B, Q, D) against every document of a flat store (offsets (n + 1,)),
+    or of a function from token indices to vectors (see maxsim_gather). Float32 unless `kernel`
+    says otherwise; documents without tokens score 0."""
     offsets = np.asarray(offsets, dtype=np.int64)
     return _maxsim_gathered(queries, tokens, offsets[:-1], np.diff(offsets), kernel or Kernel.float32())
 

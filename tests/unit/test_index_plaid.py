@@ -202,3 +202,31 @@ def test_selective_filters_still_find_their_documents(tmp_path, clustered_corpus
     params = plaid.PlaidParams(nprobe=1, ndocs=64, ndecode=32)
     got = [[str(r) for _, r, _ in plaid.plaid_search(q, state.codec, segs, 10, params, allowed)] for q in queries]
     assert np.mean([len({x.id for x in w} & set(g)) / len(w) for w, g in zip(want, got)]) >= 0.9
+
+
+def test_candidate_rough_scores_match_their_definition():
+    """Stage 2 keeps the documents of every probed list, each scored as the sum over query tokens of
+    the best probed list holding it, or the token's weakest probed score when none does."""
+    from lfm_colbert.index.plaid import PlaidSegment, _candidates, _top_columns
+
+    docs, _ = clustered_documents(90, n_clusters=30, tokens=(2, 15), noise=0.4, seed=5)
+    codec = Codec.train(np.concatenate(docs), 2, n_centroids=24, niter=5)
+    segments, tokens_of = [], []
+    for part in (docs[:40], docs[40:]):
+        lens = np.array([len(d) for d in part])
+        codes, packed = codec.encode(np.concatenate(part))
+        offsets = np.concatenate([[0], np.cumsum(lens)])
+        segments.append(PlaidSegment(codes, packed, offsets, *build_ivf(codes, lens, 24), np.arange(len(part)) % 5 != 0))
+        tokens_of.append([set(codes[offsets[i] : offsets[i + 1]].tolist()) for i in range(len(part))])
+    S = queries_for(docs, 1, q_tokens=7, seed=6)[0] @ codec.centroids.T  # (Q, K)
+    nprobe = 3
+    seg_idx, rows, rough = _candidates(S, nprobe, segments, [s.alive for s in segments])
+    probe = _top_columns(S, nprobe)
+    want = {}
+    for si, seg in enumerate(segments):
+        for r in np.flatnonzero(seg.alive):
+            per_token = [[S[t, c] for c in probe[t] if c in tokens_of[si][r]] for t in range(len(S))]
+            if any(per_token):
+                want[(si, int(r))] = sum(max(p) if p else S[t, probe[t]].min() for t, p in enumerate(per_token))
+    assert sorted(zip(seg_idx.tolist(), rows.tolist())) == sorted(want)
+    np.testing.assert_allclose([want[(s, r)] for s, r in zip(seg_idx.tolist(), rows.tolist())], rough, rtol=1e-5)

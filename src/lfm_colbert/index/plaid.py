@@ -29,7 +29,7 @@ import numpy as np
 
 from lfm_colbert.errors import IndexFormatError, InputError
 from lfm_colbert.index.store import load_npy, save_npy
-from lfm_colbert.scoring import _torch, maxsim_packed, token_ranges
+from lfm_colbert.scoring import Kernel, _torch, maxsim_packed, run_tasks, token_ranges
 
 
 # From this many centroids on, tokens are assigned through an inverted file over the centroids.
@@ -244,6 +244,8 @@ class PlaidSegment:
 
 # A filter that leaves at most SMALL_FILTER * ndocs documents sends all of them to centroid interaction.
 SMALL_FILTER = 4
+# Document tokens per centroid-interaction task: its (Q, tokens) float32 gather stays within ~4 MiB.
+INTERACTION_TOKENS = 1 << 15
 
 
 @dataclass
@@ -300,12 +302,8 @@ def plaid_search(
     # 3. centroid interaction: MaxSim with each token replaced by its centroid
     approx = np.empty(len(rows), dtype=np.float32)
     for si in np.unique(seg_idx):
-        m = seg_idx == si
-        seg = segments[si]
-        idx, starts = token_ranges(seg.offsets, rows[m])
-        per_tok = np.take(S, seg.codes[idx].astype(np.intp), axis=1)  # (Q, n_tok)
-        # Segment max along the contiguous axis: ~5x faster than reduceat over rows.
-        approx[m] = np.maximum.reduceat(per_tok, starts[:-1], axis=1).sum(0)
+        m = np.flatnonzero(seg_idx == si)
+        approx[m] = _centroid_interaction(S, segments[si], rows[m])
     if trace is not None:
         trace["probed"] = (seg_idx.copy(), rows.copy())
 
@@ -317,6 +315,28 @@ def plaid_search(
     out = list(zip(seg_idx.tolist(), rows.tolist(), scores.tolist()))
     out.sort(key=lambda t: (-t[2], t[0], t[1]))
     return out[:k]
+
+
+def _centroid_interaction(S: np.ndarray, seg: PlaidSegment, rows: np.ndarray) -> np.ndarray:
+    """Approximate MaxSim (n,) of documents `rows` of one segment: each token replaced by its centroid's
+    column of S (Q, K). In pieces of INTERACTION_TOKENS, shared by the scoring workers: on 2 cores,
+    2,048 documents of ~100 tokens took 2.3 ms this way, 4.9 ms in one piece."""
+    idx, starts = token_ranges(seg.offsets, rows)
+    codes = seg.codes[idx].astype(np.intp)  # (n_tok,)
+    out = np.zeros(len(rows), dtype=np.float32)
+    if starts[-1] == 0:
+        return out
+    bounds = np.searchsorted(starts, np.arange(0, starts[-1], INTERACTION_TOKENS), side="right") - 1
+    bounds = np.unique(np.concatenate([[0], bounds, [len(rows)]]))  # documents [b_j, b_j+1) form piece j
+
+    def piece(j: int) -> None:
+        a, b = bounds[j], bounds[j + 1]
+        per_tok = np.take(S, codes[starts[a] : starts[b]], axis=1)  # (Q, tokens of the piece)
+        # Segment max along the contiguous axis: ~5x faster than reduceat over rows.
+        out[a:b] = np.maximum.reduceat(per_tok, starts[a:b] - starts[a], axis=1).sum(0)
+
+    run_tasks(piece, list(range(len(bounds) - 1)), Kernel.float32().threads)
+    return out
 
 
 def _exact_scores(q: np.ndarray, codec: Codec, segments: list[PlaidSegment], seg_idx: np.ndarray,
@@ -340,7 +360,8 @@ def _exact_scores(q: np.ndarray, codec: Codec, segments: list[PlaidSegment], seg
     if rescore:
         vecs = np.concatenate(stored)  # (n_tok, D)
     else:
-        vecs = codec.decode(np.concatenate(codes), np.concatenate(packed))  # (n_tok, D)
+        codes_, packed_ = np.concatenate(codes), np.concatenate(packed)  # (n_tok,), (n_tok, M)
+        vecs = lambda i: codec.decode(codes_[i], packed_[i])  # noqa: E731 - decoded block by block, in the kernel's workers
     offsets = np.concatenate([[0], np.cumsum(np.concatenate(lens))])  # (n + 1,)
     out = np.empty(len(rows), dtype=np.float32)
     out[order] = maxsim_packed(q[None], vecs, offsets)[:, 0]  # float32, the kernel every exact score uses
@@ -359,25 +380,38 @@ def _candidates(
     nq = S.shape[0]
     probe = _top_columns(S, nprobe)  # (Q, nprobe)
     probe_scores = np.take_along_axis(S, probe, axis=1)  # (Q, nprobe)
-    by_score = np.argsort(-probe_scores, axis=1)  # best probe first, so a first occurrence is a maximum
+    by_score = np.argsort(-probe_scores, axis=1)  # rank 0 = a token's best probed list
     probe, probe_scores = np.take_along_axis(probe, by_score, 1), np.take_along_axis(probe_scores, by_score, 1)
     floor = probe_scores[:, -1]  # (Q,): the score imputed to a query token that hits nothing
+    # Each (document, query token, rank) hit is one integer, doc << (qb + rb) | token << rb | rank, so
+    # one plain sort groups a document's hits and puts each token's best rank first. numpy sorts
+    # int32 / int64 keys with SIMD: 215k hits of a 32-token query sort in 0.4 / 0.8 ms, where the
+    # stable argsort behind np.unique(return_index=True) took 7 ms.
+    qb, rb = max(1, (nq - 1).bit_length()), max(1, (nprobe - 1).bit_length())
+    gains = np.zeros((1 << qb, 1 << rb), np.float32)
+    gains[:nq, :nprobe] = probe_scores - floor[:, None]  # (2^qb, 2^rb) what a hit adds over the floor
     base = np.concatenate([[0], np.cumsum([len(seg.alive) for seg in segments])])  # global document numbers
-    keys, vals = [], []
+    dtype = np.int32 if int(base[-1]) < 1 << (31 - qb - rb) else np.int64
+    tok_rank = ((np.arange(nq)[:, None] << rb) | np.arange(nprobe)[None, :]).astype(dtype).reshape(-1)  # (Q * nprobe,)
+    keys = []
     for si, seg in enumerate(segments):
         pos, starts = token_ranges(seg.ivf_offsets, probe.reshape(-1))
-        if len(pos) == 0:
-            continue
-        counts = np.diff(starts)  # (Q * nprobe,) list lengths
-        qtok = np.repeat(np.repeat(np.arange(nq, dtype=np.int64), nprobe), counts)  # (L,)
-        keys.append((seg.ivf_docs[pos].astype(np.int64) + base[si]) * nq + qtok)
-        vals.append(np.repeat(probe_scores.reshape(-1), counts))
+        if len(pos):
+            docs = seg.ivf_docs[pos].astype(dtype) + dtype(base[si])
+            keys.append((docs << (qb + rb)) | np.repeat(tok_rank, np.diff(starts)))  # (L,)
     if not keys:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    key, first = np.unique(np.concatenate(keys), return_index=True)  # best probed score per (doc, token)
-    gain = np.concatenate(vals)[first] - floor[key % nq]  # (pairs,) >= 0
-    docs, inv = np.unique(key // nq, return_inverse=True)
-    rough = floor.sum() + np.bincount(inv, weights=gain).astype(np.float32)  # (n_hit,)
+    key = np.sort(np.concatenate(keys))
+    pair = key >> rb  # (document, token)
+    best = np.empty(len(key), bool)  # first hit of each pair: its best rank
+    best[0] = True
+    np.not_equal(pair[1:], pair[:-1], out=best[1:])
+    key = key[best]
+    gain = gains.reshape(-1)[key & ((1 << (qb + rb)) - 1)]  # (pairs,) >= 0
+    doc = key >> (qb + rb)
+    first = np.flatnonzero(np.concatenate([[True], doc[1:] != doc[:-1]]))  # each document's first pair
+    docs = doc[first].astype(np.int64)
+    rough = (floor.sum() + np.add.reduceat(gain, first)).astype(np.float32)  # (n_hit,)
     keep = np.concatenate(usable)[docs]  # global document numbers index the segments' masks end to end
     docs, rough = docs[keep], rough[keep]
     seg_idx = np.searchsorted(base, docs, side="right") - 1
