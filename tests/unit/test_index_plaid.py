@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from lfm_colbert.index import Index
-from lfm_colbert.index.plaid import IVF_ASSIGN, Codec, build_ivf
+from lfm_colbert.index.codec import IVF_ASSIGN, Codec
+from lfm_colbert.index.plaid import build_ivf
 from lfm_colbert.index.synthetic_vectors import clustered_documents, queries_for
 
 MODEL = {"model_id": "vectors-only", "variant": "none", "dim": 128, "fingerprint": "test"}
@@ -49,7 +50,7 @@ def test_many_centroids_are_searched_through_an_inverted_file_that_rarely_misses
 
 
 def test_default_centroids_scale_with_the_square_root_of_the_tokens():
-    from lfm_colbert.index.plaid import MAX_CENTROIDS, default_centroids
+    from lfm_colbert.index.codec import MAX_CENTROIDS, default_centroids
 
     assert default_centroids(1_000_000) == 16384  # 16 * sqrt(N), the nearest power of two
     assert default_centroids(37_000) == 4096 and default_centroids(250_000) == 8192

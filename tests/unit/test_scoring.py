@@ -77,6 +77,16 @@ def test_tasks_split_groups_at_document_boundaries():
     assert all((d1 - d0) * 100 <= scoring.TASK_SCORES // 32 for _, d0, d1 in tasks)
 
 
+def test_a_small_job_is_shared_among_the_threads():
+    # 256 documents of 100 tokens fit one task by TASK_SCORES; with 2 threads each gets about half.
+    lay = Layout.from_lengths(np.full(256, 100))
+    assert len(lay.tasks(width=32)) == 1
+    tasks = lay.tasks(width=32, threads=2)
+    assert len(tasks) == 2 and sum(d1 - d0 for _, d0, d1 in tasks) == 256
+    # but never below MIN_TASK_ROWS padded rows a task: 8 documents stay one task
+    assert len(Layout.from_lengths(np.full(8, 100)).tasks(width=32, threads=2)) == 1
+
+
 @pytest.mark.parametrize("kernel", _kernels())
 def test_kernel_matches_plain_maxsim(kernel, corpus):
     docs, queries, flat, offsets = corpus

@@ -15,8 +15,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from lfm_colbert.index.exact import ExactSegment, exact_search
-from lfm_colbert.index.plaid import KMEANS_POINTS  # noqa: F401  (re-exported: maintenance sizes its sample with it)
-from lfm_colbert.index.plaid import Codec, PlaidParams, PlaidSegment, build_ivf, default_centroids, plaid_search
+from lfm_colbert.index.codec import KMEANS_POINTS  # noqa: F401  (re-exported: maintenance sizes its sample with it)
+from lfm_colbert.index.codec import Codec, default_centroids
+from lfm_colbert.index.plaid import PlaidParams, PlaidSegment, build_ivf, plaid_search
 from lfm_colbert.errors import IndexFormatError
 from lfm_colbert.index.segments import read_segment, segment_dir
 from lfm_colbert.scoring import stack_queries, token_ranges
@@ -195,7 +196,7 @@ def load_codec(directory: Path, entry: Mapping[str, Any], verify: bool, dim: int
 
 def require_codec_library() -> None:
     """Fail before writing anything when a compressed index could not train its codec."""
-    from lfm_colbert.index.plaid import _faiss
+    from lfm_colbert.index.codec import _faiss
 
     _faiss()
 
