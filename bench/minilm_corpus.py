@@ -58,6 +58,8 @@ def sentences(shared: Path = SHARED) -> tuple[list[str], list[str]]:
     for f in sorted((shared / "tatoeba-laser").glob("tatoeba.*")):
         if f.suffix not in (".md",):
             sents += [line.strip() for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not sents or not questions:
+        raise SystemExit(f"no XQuAD-R / Tatoeba sentences under {shared}: this script reads ../shared/data beside the checkout")
     return sents, questions
 
 
