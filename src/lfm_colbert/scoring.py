@@ -42,6 +42,10 @@ MIN_TASK_ROWS = 1024
 MIN_COLUMNS = 32
 # Padding a length group may add, as a fraction of its real tokens.
 PAD_WASTE = 1 / 16
+# GEMM rows come in multiples of this (a short tail is zero-padded): oneDNN compiles and keeps a
+# kernel for every distinct row count it sees, about 0.35 MB each with AMX, never released, so
+# shortlists of every size made a long-running process grow without bound (bench/search.py).
+GEMM_ROWS = 256
 
 
 def _torch() -> Any:
@@ -238,16 +242,24 @@ class Kernel:
             s = block @ q.T  # (m*T, BQ)
             return s.reshape(m, T, -1).max(1).reshape(m, B, -1).sum(-1)
         torch = self.torch
+        rows = block.shape[0]
+        main = rows - rows % GEMM_ROWS
         with torch.inference_mode():
-            if self.matmul == "onednn":
-                s = torch.ops.mkldnn._linear_pointwise(block, q, None, "none", [], "")  # (m*T, BQ)
-            else:
-                s = block @ q.T
-            # A bfloat16 max runs as a scalar loop in torch; float32 is vectorised, and the conversion
-            # touches B*Q numbers per token against the GEMM's B*Q*D multiply-adds.
-            if s.dtype != torch.float32:
-                s = s.float()
+            # float32 scores: a bfloat16 max runs as a scalar loop in torch; float32 is vectorised, and
+            # the conversion touches B*Q numbers per token against the GEMM's B*Q*D multiply-adds.
+            s = torch.empty((rows, q.shape[0]), dtype=torch.float32)  # (m*T, BQ)
+            if main:
+                s[:main] = self._gemm(block[:main], q)
+            if main < rows:  # the last rows, zero-padded to GEMM_ROWS (zero rows score 0, then dropped)
+                tail = block.new_zeros((GEMM_ROWS, block.shape[1]))
+                tail[: rows - main] = block[main:]
+                s[main:] = self._gemm(tail, q)[: rows - main]
             return s.view(m, T, -1).amax(1).view(m, B, -1).sum(-1).numpy()
+
+    def _gemm(self, block: Any, q: Any) -> Any:
+        if self.matmul == "onednn":
+            return self.torch.ops.mkldnn._linear_pointwise(block, q, None, "none", [], "")
+        return block @ q.T
 
 
 def _score_layout(

@@ -105,6 +105,23 @@ def test_kernel_matches_plain_maxsim(kernel, corpus):
     assert got[7].max() == 0 and got[-1].max() == 0
 
 
+@pytest.mark.parametrize("kernel", [k for k in _kernels() if k.id != "float32-numpy"])
+def test_the_gemm_sees_whole_multiples_of_gemm_rows(kernel, corpus, monkeypatch):
+    # oneDNN keeps a compiled kernel per distinct row count: shortlists of every size must not
+    # reach it as every size (a long-running server grew by ~0.35 MB a shape).
+    docs, queries, flat, offsets = corpus
+    seen, gemm = [], Kernel._gemm
+    monkeypatch.setattr(Kernel, "_gemm", lambda self, block, q: seen.append(block.shape[0]) or gemm(self, block, q))
+    Q = stack_queries(queries)
+    whole = maxsim_packed(Q, flat, offsets, kernel)
+    for n in (1, 5, 37):  # shortlists of odd sizes
+        keep = np.arange(n)
+        got = maxsim_packed(Q, np.concatenate([docs[i] for i in keep]),
+                            np.concatenate([[0], np.cumsum([len(docs[i]) for i in keep])]), kernel)
+        np.testing.assert_allclose(got, whole[:n], rtol=0, atol=1e-5)
+    assert seen and all(r % scoring.GEMM_ROWS == 0 for r in seen)
+
+
 @pytest.mark.parametrize("kernel", _kernels())
 def test_scan_copy_scores_equal_gathered_blocks(kernel, corpus):
     docs, queries, flat, offsets = corpus
