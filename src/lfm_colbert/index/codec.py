@@ -20,7 +20,6 @@ from lfm_colbert.errors import IndexFormatError, InputError
 from lfm_colbert.index.store import load_npy, save_npy
 
 
-
 # From this many centroids on, tokens are assigned through an inverted file over the centroids.
 IVF_ASSIGN = 8192
 # k-means: sample points per centroid and iterations (see Codec.train).
