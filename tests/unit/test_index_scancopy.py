@@ -119,3 +119,42 @@ def test_the_scan_holds_no_copy_of_the_vectors_in_process_memory(segment, cpu_pa
     held += [v for v in seg._copies.values() if isinstance(v, np.ndarray)]
     big = [v for v in held if v.nbytes >= seg.tokens.nbytes // 2]
     assert big and all(isinstance(v, np.memmap) for v in big)  # the stored vectors and the scan copy, both mapped
+
+
+def test_threads_opening_the_vectors_file_at_once_share_one_descriptor(segment, monkeypatch):
+    """CI once failed with EBADF: two threads rescoring a new segment each opened vectors.npy and the
+    second replaced the first's descriptor, which was closed while the first still read through it
+    (and its number could have been reused by another file). A slow fstat widens that window."""
+    import os
+    import threading
+    import time
+
+    seg, q = segment
+    fresh = ExactSegment(seg.tokens, seg.offsets, seg.alive)  # no descriptor opened yet
+    real_fstat = os.fstat
+
+    def slow_fstat(fd):
+        time.sleep(0.05)
+        return real_fstat(fd)
+
+    monkeypatch.setattr(os, "fstat", slow_fstat)
+    rows = np.arange(0, 300, 7)
+    start, errors, got = threading.Barrier(4), [], []
+
+    def rescore():
+        try:
+            start.wait()
+            for _ in range(5):
+                got.append(fresh.rescore(q, rows))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rescore) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    monkeypatch.setattr(os, "fstat", real_fstat)
+    assert not errors, errors[0]
+    want = ExactSegment(np.asarray(seg.tokens), seg.offsets, seg.alive).rescore(q, rows)
+    assert len(got) == 20 and all(np.array_equal(g, want) for g in got)

@@ -96,8 +96,6 @@ def with_alive(seg: Segment, alive: np.ndarray) -> Segment:
     may be searching keep the old one."""
     new = copy.copy(seg)
     new.alive = alive
-    if isinstance(new, ExactSegment):
-        new._buckets = None  # the scan's buckets hold live documents only
     return new
 
 

@@ -21,6 +21,8 @@ from lfm_colbert.scoring import Kernel, Layout, maxsim_gather, maxsim_packed, ma
 
 # Below this many allowed documents, a filtered search scores them one by one instead of scanning.
 SMALL_SUBSET = 2048
+# Guards opening a segment's descriptor (fast), apart from the segment's lock held while a scan copy builds.
+_OPEN_LOCK = threading.Lock()
 
 
 class _Descriptor:
@@ -29,6 +31,23 @@ class _Descriptor:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         weakref.finalize(self, os.close, fd)
+
+
+def _open_whole(tokens: np.ndarray) -> _Descriptor | None:
+    """A descriptor of the file `tokens` maps, when it maps all of it from `tokens.offset` to the end."""
+    name = getattr(tokens, "filename", None)
+    if not (name and hasattr(os, "preadv") and tokens.ndim == 2 and tokens.flags.c_contiguous):
+        return None
+    try:
+        fd = os.open(name, os.O_RDONLY)
+    except OSError:
+        return None
+    held = _Descriptor(fd)  # closes fd however this ends
+    try:
+        whole = int(tokens.offset) + tokens.nbytes == os.fstat(fd).st_size
+    except OSError:
+        return None
+    return held if whole else None  # a slice of a map: its offset does not say where it starts
 
 
 @dataclass
@@ -64,8 +83,8 @@ class ExactSegment:
         offsets = np.asarray(self.offsets, dtype=np.int64)
         lens = offsets[rows + 1] - offsets[rows]
         local = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-        fd = self._file()
-        if fd is None:
+        held = self._file()  # referenced until the reads end: the descriptor closes when it goes
+        if held is None:
             idx = np.repeat(offsets[rows] - local[:-1], lens) + np.arange(local[-1])
             return np.asarray(self.tokens[idx]), local
         dim, item = self.tokens.shape[1], self.tokens.dtype.itemsize
@@ -74,33 +93,22 @@ class ExactSegment:
         base = int(self.tokens.offset)
         for r, a, b in zip(rows.tolist(), local[:-1].tolist(), local[1:].tolist()):
             want, pos = (b - a) * dim * item, base + int(offsets[r]) * dim * item
-            got = os.preadv(fd, [view[a * dim * item : b * dim * item]], pos)
+            got = os.preadv(held.fd, [view[a * dim * item : b * dim * item]], pos)
             if got != want:
                 raise OSError(f"short read from {self.tokens.filename}: {got} of {want} bytes")
         return out, local
 
-    def _file(self) -> int | None:
+    def _file(self) -> _Descriptor | None:
         """A read-only descriptor of the memory-mapped vectors file, or None (not a whole-file map, no preadv).
 
         Kept in `_copies`, which copies of this segment (a new live mask) share, and closed when that
-        dict goes: closing it with this object would pull it from under a copy still searching."""
-        if "fd" not in self._copies:
-            fd = None
-            name = getattr(self.tokens, "filename", None)
-            if name and hasattr(os, "preadv") and self.tokens.ndim == 2 and self.tokens.flags.c_contiguous:
-                try:
-                    fd = os.open(name, os.O_RDONLY)
-                    whole = int(self.tokens.offset) + self.tokens.nbytes == os.fstat(fd).st_size
-                    if not whole:  # a slice of a map: its offset does not say where it starts
-                        os.close(fd)
-                        fd = None
-                    else:
-                        fd = _Descriptor(fd)
-                except OSError:
-                    fd = None
-            self._copies["fd"] = fd
-        held = self._copies["fd"]
-        return None if held is None else held.fd
+        dict and every reader holding it are gone: closing it with this object would pull it from under a
+        copy still searching. Opened under a lock: two threads opening it at once once left one of them
+        reading through a number the other's replacement had closed (and the OS had handed to another file)."""
+        with _OPEN_LOCK:
+            if "fd" not in self._copies:
+                self._copies["fd"] = _open_whole(self.tokens)
+            return self._copies["fd"]
 
     def rescore(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Float32 MaxSim (len(rows), B) of some documents, read from the stored float16 vectors."""
