@@ -1,9 +1,12 @@
 """What the CPU multiplies natively, decided once per process: the MaxSim kernel's dtype and engine.
 
     native     bfloat16 matmuls where the CPU has them in hardware (x86 AVX-512 BF16 or AMX-BF16;
-               ARM BF16 / SVE with BF16), through oneDNN; float32 everywhere else (AVX2, AVX-512
-               without BF16, NEON), where a bfloat16 matmul is emulated and several times slower
-    portable   float32 whatever the CPU (LFM_COLBERT_CPU=portable): the path AVX2-only machines take,
+               ARM BF16 / SVE with BF16), through oneDNN; on other x86 CPUs (AVX2, AVX-512 without
+               BF16), where a bfloat16 matmul is emulated and several times slower, int8 matmuls
+               (torch._int_mm: oneDNN's integer GEMM, 1.7x float32's rate capped at AVX2, 2.5x with
+               AVX-512); float32 elsewhere (NEON without BF16, no torch)
+    portable   float32 whatever the CPU (LFM_COLBERT_CPU=portable)
+    int8       the int8 scan whatever the CPU (LFM_COLBERT_CPU=int8): what AVX2-only machines take,
                forced so that tests and benchmarks cover it on any machine
 
 float32 matmuls go through oneDNN when torch has it (on AMD CPUs torch's default float32 GEMM, MKL,
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 ENV = "LFM_COLBERT_CPU"
-MODES = ("auto", "native", "portable")
+MODES = ("auto", "native", "portable", "int8")
 
 # Flags that name a native 16-bit matmul, as /proc/cpuinfo spells them.
 _X86_BF16 = ("amx_bf16", "avx512_bf16")
@@ -32,11 +35,11 @@ _ARM_BF16 = ("bf16", "svebf16")
 class KernelPlan:
     """The MaxSim kernel's choices. `dtype` is what the scan multiplies in; `copy_dtype` what its
     memory-mapped scan copy holds (bfloat16 for a bfloat16 scan; float16, the stored precision,
-    for a float32 one); `matmul` the GEMM engine."""
+    for a float32 one; int8 codes and scales for an int8 one); `matmul` the GEMM engine."""
 
-    mode: str  # "native" or "portable"
-    dtype: str  # "bfloat16" or "float32"
-    copy_dtype: str  # "bfloat16" or "float16"
+    mode: str  # "native", "portable" or "int8" (the last two forced)
+    dtype: str  # "bfloat16", "int8" or "float32"
+    copy_dtype: str  # "bfloat16", "int8" or "float16"
     matmul: str  # "onednn", "torch" or "numpy"
     isa: str  # the best instruction set found, e.g. "avx512_bf16", "amx_bf16", "avx2", "neon"
     cpu: str  # the CPU's model name, when known
@@ -46,7 +49,7 @@ class KernelPlan:
 
     @property
     def forced(self) -> bool:
-        return os.environ.get(ENV, "auto").strip().lower() == "portable"
+        return os.environ.get(ENV, "auto").strip().lower() in ("portable", "int8")
 
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "dtype": self.dtype, "copy_dtype": self.copy_dtype, "matmul": self.matmul,
@@ -126,6 +129,19 @@ def mode_from_env() -> str:
     return mode
 
 
+def _int8_works(torch: Any) -> bool:
+    """Whether torch multiplies int8 matrices on this CPU (torch._int_mm), exactly."""
+    op = getattr(torch, "_int_mm", None)
+    if op is None:
+        return False
+    try:
+        a = (torch.arange(32 * 16, dtype=torch.int32).reshape(32, 16) % 127 - 63).to(torch.int8)
+        b = (torch.arange(16 * 8, dtype=torch.int32).reshape(16, 8) % 101 - 50).to(torch.int8)
+        return bool(torch.equal(op(a, b), a.int() @ b.int()))
+    except Exception:  # a private op: any failure means "not here"
+        return False
+
+
 @functools.lru_cache(maxsize=None)
 def _plan(mode: str) -> KernelPlan:
     name, flags = cpu_flags()
@@ -134,10 +150,21 @@ def _plan(mode: str) -> KernelPlan:
     torch = _torch()
     if torch is None:
         return KernelPlan("portable" if mode == "portable" else "native", "float32", "float16", "numpy", isa, name)
-    if mode != "portable" and _bf16_native(torch, flags, machine):
-        return KernelPlan("native", "bfloat16", "bfloat16", "onednn", isa, name)
     engine = "onednn" if _onednn_linear_works(torch) else "torch"
-    return KernelPlan("portable" if mode == "portable" else "native", "float32", "float16", engine, isa, name)
+    if mode == "portable":
+        return KernelPlan("portable", "float32", "float16", engine, isa, name)
+    if mode == "int8":
+        if _int8_works(torch):
+            return KernelPlan("int8", "int8", "int8", "torch", isa, name)
+        return KernelPlan("portable", "float32", "float16", engine, isa, name)
+    if _bf16_native(torch, flags, machine):
+        return KernelPlan("native", "bfloat16", "bfloat16", "onednn", isa, name)
+    # x86 without bfloat16 in hardware: oneDNN's int8 GEMM (AVX2 and up). ARM without BF16 keeps
+    # float32: whether torch's int8 GEMM is fast there (dot-product instructions) is not measured.
+    x86 = "avx2" in flags if flags else machine in ("x86_64", "amd64")
+    if x86 and _int8_works(torch):
+        return KernelPlan("native", "int8", "int8", "torch", isa, name)
+    return KernelPlan("native", "float32", "float16", engine, isa, name)
 
 
 def _torch_isa() -> str | None:
@@ -151,5 +178,7 @@ def _torch_isa() -> str | None:
 
 
 def plan() -> KernelPlan:
-    """The kernel plan for this process (LFM_COLBERT_CPU=portable forces float32); cached per mode."""
-    return _plan("portable" if mode_from_env() == "portable" else "auto")
+    """The kernel plan for this process (LFM_COLBERT_CPU=portable forces float32, =int8 the int8
+    scan); cached per mode."""
+    mode = mode_from_env()
+    return _plan(mode if mode in ("portable", "int8") else "auto")

@@ -18,8 +18,11 @@ gathered from the flat store on the fly (`maxsim_packed`, `maxsim_rows`, `maxsim
 scored by a small pool of threads, each running single-threaded torch ops, so a loaded machine
 never stalls a parallel region, and a batch of queries shares one read of every block.
 
-The dtype (bfloat16 where the CPU multiplies it natively, else float32) comes from
-`lfm_colbert.cpu.plan()`; float32 calls (rescoring, rerank, evaluation) are exact in float32.
+The dtype (bfloat16 where the CPU multiplies it natively, int8 on other x86 CPUs, else float32)
+comes from `lfm_colbert.cpu.plan()`; float32 calls (rescoring, rerank, evaluation) are exact in
+float32. An int8 GEMM multiplies codes: every token (query and document) is scaled to its own
+largest magnitude (`quantize_int8`), the int32 products are scaled back per document token before
+the max and per query token after it (a positive factor commutes with the max).
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ PAD_WASTE = 1 / 16
 # kernel for every distinct row count it sees, about 0.35 MB each with AMX, never released, so
 # shortlists of every size made a long-running process grow without bound (bench/search.py).
 GEMM_ROWS = 256
+# int8 codes span -63..63, not -127..127: x86 without VNNI multiplies int8 pairs into saturating int16
+# sums (vpmaddubsw), which overflow beyond 2 x 255 x 63 (capped at AVX2, +-127 codes gave 2.6x the
+# error of +-63 ones, saturated sums instead of rounding).
+INT8_LEVELS = 63
 
 
 def _torch() -> Any:
@@ -68,6 +75,15 @@ def stack_queries(queries: Sequence[np.ndarray]) -> np.ndarray:
     for i, q in enumerate(qs):
         out[i, : q.shape[0]] = q
     return out
+
+
+def quantize_int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (n, D) -> int8 codes (n, D) and float32 scales (n,), x ~= codes * scales[:, None], each
+    row scaled to its own largest magnitude (an all-zero row gets scale 0 and zero codes)."""
+    x = np.asarray(x, dtype=np.float32)
+    scales = (np.abs(x).max(axis=1, initial=0.0) / INT8_LEVELS).astype(np.float32)  # (n,)
+    codes = np.rint(x / np.where(scales > 0, scales, 1)[:, None]).astype(np.int8)  # |codes| <= INT8_LEVELS
+    return codes, scales
 
 
 def token_ranges(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -219,14 +235,21 @@ class Kernel:
         flat = np.ascontiguousarray(queries.reshape(-1, queries.shape[-1]), dtype=np.float32)
         if self.torch is None:
             return flat
+        if self.dtype == "int8":  # (D, B * Q') codes and (B * Q',) scales
+            codes, scales = quantize_int8(flat)
+            return self.torch.from_numpy(np.ascontiguousarray(codes.T)), self.torch.from_numpy(scales)
         q = self.torch.from_numpy(flat)
         return q.to(self.torch.bfloat16) if self.dtype == "bfloat16" else q
 
-    def convert(self, block: np.ndarray) -> Any:
-        """A (rows, D) block as stored (float16, float32, or bfloat16 bits as uint16) -> this dtype."""
+    def convert(self, block: Any) -> Any:
+        """A (rows, D) block as stored (float16, float32, bfloat16 bits as uint16, or int8 codes and
+        their scales as a pair) -> this dtype (for int8: a pair of tensors)."""
         torch = self.torch
         if torch is None:
             return np.asarray(block, dtype=np.float32)
+        if self.dtype == "int8":
+            codes, scales = block if isinstance(block, tuple) else quantize_int8(block)
+            return torch.from_numpy(np.ascontiguousarray(codes)), torch.from_numpy(np.ascontiguousarray(scales))
         if block.dtype == np.uint16:  # bfloat16 bits
             t = torch.from_numpy(np.ascontiguousarray(block)).view(torch.bfloat16)
             return t if self.dtype == "bfloat16" else t.float()
@@ -237,26 +260,35 @@ class Kernel:
         return t.float() if t.dtype != torch.float32 else t
 
     def scores(self, block: Any, q: Any, m: int, T: int, B: int) -> np.ndarray:
-        """block (m * T, D), q (B * Q, D) -> MaxSim (m, B) float32."""
+        """block (m * T, D), q (B * Q, D) -> MaxSim (m, B) float32 (both as `convert` / `prepare` give them)."""
         if self.torch is None:
             s = block @ q.T  # (m*T, BQ)
             return s.reshape(m, T, -1).max(1).reshape(m, B, -1).sum(-1)
         torch = self.torch
-        rows = block.shape[0]
+        rows_in, scale = block if self.dtype == "int8" else (block, None)
+        rows = rows_in.shape[0]
         main = rows - rows % GEMM_ROWS
         with torch.inference_mode():
             # float32 scores: a bfloat16 max runs as a scalar loop in torch; float32 is vectorised, and
             # the conversion touches B*Q numbers per token against the GEMM's B*Q*D multiply-adds.
-            s = torch.empty((rows, q.shape[0]), dtype=torch.float32)  # (m*T, BQ)
+            width = q[0].shape[1] if self.dtype == "int8" else q.shape[0]
+            s = torch.empty((rows, width), dtype=torch.float32)  # (m*T, BQ)
             if main:
-                s[:main] = self._gemm(block[:main], q)
+                s[:main] = self._gemm(rows_in[:main], q)
             if main < rows:  # the last rows, zero-padded to GEMM_ROWS (zero rows score 0, then dropped)
-                tail = block.new_zeros((GEMM_ROWS, block.shape[1]))
-                tail[: rows - main] = block[main:]
+                tail = rows_in.new_zeros((GEMM_ROWS, rows_in.shape[1]))
+                tail[: rows - main] = rows_in[main:]
                 s[main:] = self._gemm(tail, q)[: rows - main]
-            return s.view(m, T, -1).amax(1).view(m, B, -1).sum(-1).numpy()
+            if scale is not None:
+                s.mul_(scale[:, None])  # per document token, before the max
+            best = s.view(m, T, -1).amax(1)  # (m, BQ)
+            if scale is not None:
+                best.mul_(q[1])  # per query token, after it
+            return best.view(m, B, -1).sum(-1).numpy()
 
     def _gemm(self, block: Any, q: Any) -> Any:
+        if self.dtype == "int8":
+            return self.torch._int_mm(block, q[0])  # int32
         if self.matmul == "onednn":
             return self.torch.ops.mkldnn._linear_pointwise(block, q, None, "none", [], "")
         return block @ q.T
@@ -283,14 +315,17 @@ def _score_layout(
     return out
 
 
-def maxsim_scan(queries: np.ndarray, layout: Layout, copy: np.ndarray, kernel: Kernel | None = None) -> np.ndarray:
+def maxsim_scan(queries: np.ndarray, layout: Layout, copy: Any, kernel: Kernel | None = None) -> np.ndarray:
     """MaxSim (n, B) against documents held in a scan copy: `copy` (layout.n_rows, D), the layout's
-    padded rows (bfloat16 bits as uint16, or float16), usually memory-mapped."""
+    padded rows (bfloat16 bits as uint16, or float16), or for an int8 kernel a pair of int8 codes
+    (layout.n_rows, D) and their scales (layout.n_rows,); usually memory-mapped."""
     kernel = kernel or Kernel.for_scan()
+    if isinstance(copy, tuple) != (kernel.dtype == "int8"):
+        raise ValueError(f"a {kernel.dtype} kernel cannot scan this copy")
 
-    def block(g: int, d0: int, d1: int) -> np.ndarray:
-        T = int(layout.T[g])
-        return copy[layout.row0[g] + d0 * T : layout.row0[g] + d1 * T]
+    def block(g: int, d0: int, d1: int) -> Any:
+        rows = slice(layout.row0[g] + d0 * int(layout.T[g]), layout.row0[g] + d1 * int(layout.T[g]))
+        return (copy[0][rows], copy[1][rows]) if isinstance(copy, tuple) else copy[rows]
 
     return _score_layout(queries, layout, block, kernel)
 

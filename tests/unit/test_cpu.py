@@ -1,4 +1,4 @@
-"""The kernel plan: chosen from the CPU's flags and torch, forced portable by LFM_COLBERT_CPU."""
+"""The kernel plan: chosen from the CPU's flags and torch, forced portable or int8 by LFM_COLBERT_CPU."""
 
 from __future__ import annotations
 
@@ -19,18 +19,41 @@ def test_auto_uses_bfloat16_exactly_when_the_cpu_has_it(monkeypatch):
     torch = pytest.importorskip("torch")
     _, flags = cpu.cpu_flags()
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported() and (not flags or bool(flags & {"avx512_bf16", "amx_bf16", "bf16", "svebf16"}))
-    assert cpu.plan().dtype == ("bfloat16" if native else "float32")
+    x86 = "avx2" in flags if flags else cpu.platform.machine().lower() in ("x86_64", "amd64")
+    assert cpu.plan().dtype == ("bfloat16" if native else "int8" if x86 and cpu._int8_works(torch) else "float32")
 
 
-def test_a_cpu_without_bf16_flags_gets_float32(monkeypatch):
+@pytest.mark.parametrize("flags, machine, dtype", [
+    ({"avx", "avx2", "fma", "f16c"}, "x86_64", "int8"),  # AVX2-only x86: oneDNN's int8 GEMM
+    ({"avx2", "avx512f", "avx512_vnni"}, "x86_64", "int8"),  # AVX-512 without BF16
+    ({"avx", "sse4_2"}, "x86_64", "float32"),  # no AVX2
+    ({"asimd", "asimdhp"}, "aarch64", "float32"),  # NEON without BF16: int8 there is not measured
+])
+def test_a_cpu_without_bf16_flags_gets_int8_on_x86_else_float32(monkeypatch, flags, machine, dtype):
+    torch = pytest.importorskip("torch")
+    if dtype == "int8" and not cpu._int8_works(torch):
+        pytest.skip("this torch has no CPU int8 matmul")
     monkeypatch.delenv(cpu.ENV, raising=False)
-    monkeypatch.setattr(cpu, "cpu_flags", lambda: ("AVX2-only test CPU", {"avx", "avx2", "fma", "f16c"}))
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: ("test CPU", flags))
+    monkeypatch.setattr(cpu.platform, "machine", lambda: machine)
+    monkeypatch.setattr(cpu, "_bf16_native", lambda *a: False)  # torch's own check sees the real CPU
     cpu._plan.cache_clear()
     try:
         p = cpu.plan()
-        assert (p.dtype, p.copy_dtype, p.isa, p.cpu) == ("float32", "float16", "avx2", "AVX2-only test CPU")
+        copy = {"int8": "int8", "float32": "float16"}[dtype]
+        assert (p.mode, p.dtype, p.copy_dtype, p.cpu) == ("native", dtype, copy, "test CPU")
     finally:
         cpu._plan.cache_clear()
+
+
+def test_int8_can_be_forced_on_any_cpu(monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setenv(cpu.ENV, "int8")
+    p = cpu.plan()
+    if not cpu._int8_works(torch):
+        assert p.dtype == "float32"  # where torch cannot, the float32 path
+        return
+    assert (p.mode, p.dtype, p.copy_dtype) == ("int8", "int8", "int8") and "forced" in p.describe()
 
 
 def test_bad_setting_is_refused(monkeypatch):

@@ -25,7 +25,7 @@ def _index(tmp_path, docs, name="idx"):
     return index
 
 
-@pytest.mark.parametrize("path", ["auto", "portable"])
+@pytest.mark.parametrize("path", ["auto", "portable", "int8"])
 def test_exact_search_equals_direct_maxsim(tmp_path, corpus, path, monkeypatch):
     from lfm_colbert import cpu
     from lfm_colbert.index import scancopy

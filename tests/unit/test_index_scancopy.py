@@ -11,10 +11,10 @@ import pytest
 from lfm_colbert import cpu
 from lfm_colbert.index import scancopy
 from lfm_colbert.index.exact import ExactSegment, exact_search
-from lfm_colbert.scoring import maxsim
+from lfm_colbert.scoring import Kernel, maxsim, maxsim_gather
 
 
-@pytest.fixture(params=["auto", "portable"])
+@pytest.fixture(params=["auto", "portable", "int8"])
 def cpu_path(request, monkeypatch):
     monkeypatch.setenv(cpu.ENV, request.param)
     return cpu.plan()
@@ -36,17 +36,27 @@ def segment(tmp_path, monkeypatch):
 
 
 def _gathered(seg, q):
-    """The same scan without a copy."""
+    """The same scan without a copy (for an int8 plan, in float32: see ExactSegment.scores)."""
     fresh = ExactSegment(np.asarray(seg.tokens), seg.offsets, seg.alive)  # in memory: never copied
     return fresh.scores(q)
+
+
+def _gathered_in_plan(seg, q):
+    """The plan's kernel over blocks gathered from the store: what its scan copy must give."""
+    plan = cpu.plan()
+    return maxsim_gather(q, np.asarray(seg.tokens), np.asarray(seg.offsets[:-1]), seg.layout(), Kernel(plan.dtype, plan.matmul))
+
+
+def _copy_shape(seg, dtype):
+    return scancopy._shape(dtype, seg.layout().n_rows, 64)
 
 
 def test_copy_is_written_once_and_scores_like_the_store(segment, cpu_path):
     seg, q = segment
     got = seg.scores(q)
     path = scancopy.copy_path(seg.tokens.filename, cpu_path.copy_dtype)
-    assert path.exists() and np.load(path, mmap_mode="r").shape == (seg.layout().n_rows, 64)
-    np.testing.assert_array_equal(got, _gathered(seg, q))
+    assert path.exists() and np.load(path, mmap_mode="r").shape == _copy_shape(seg, cpu_path.copy_dtype)
+    np.testing.assert_array_equal(got, _gathered_in_plan(seg, q))
     mtime = path.stat().st_mtime_ns
     again = ExactSegment(seg.tokens, seg.offsets, seg.alive)  # a new reader reuses the file
     np.testing.assert_array_equal(again.scores(q), got)
@@ -79,7 +89,7 @@ def test_a_damaged_copy_is_rebuilt(segment, cpu_path, damage):
         np.save(path, np.zeros((3, 64), np.float16))
     fresh = ExactSegment(seg.tokens, seg.offsets, seg.alive)
     np.testing.assert_array_equal(fresh.scores(q), want)
-    assert np.load(path, mmap_mode="r").shape == (seg.layout().n_rows, 64)
+    assert np.load(path, mmap_mode="r").shape == _copy_shape(seg, cpu_path.copy_dtype)
 
 
 def test_an_unwritable_copy_falls_back_to_the_store(segment, cpu_path, monkeypatch):
@@ -116,7 +126,8 @@ def test_the_scan_holds_no_copy_of_the_vectors_in_process_memory(segment, cpu_pa
     seg.scores(q)
     exact_search(q, [seg], k=5)
     held = [v for v in vars(seg).values() if isinstance(v, np.ndarray)]
-    held += [v for v in seg._copies.values() if isinstance(v, np.ndarray)]
+    for v in seg._copies.values():  # an int8 copy is a pair of views (codes, scales)
+        held += [a for a in (v if isinstance(v, tuple) else (v,)) if isinstance(a, np.ndarray)]
     big = [v for v in held if v.nbytes >= seg.tokens.nbytes // 2]
     assert big and all(isinstance(v, np.memmap) for v in big)  # the stored vectors and the scan copy, both mapped
 

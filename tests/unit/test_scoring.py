@@ -1,4 +1,4 @@
-"""The MaxSim kernel against a plain numpy MaxSim, on every path: bfloat16 and float32 (oneDNN,
+"""The MaxSim kernel against a plain numpy MaxSim, on every path: bfloat16, int8 and float32 (oneDNN,
 torch, numpy), gathered blocks and scan copies, single queries and zero-padded batches."""
 
 from __future__ import annotations
@@ -35,11 +35,31 @@ def plain_maxsim_bf16(q: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
                      for d in docs])
 
 
+def plain_maxsim_int8(q: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
+    """What an int8 GEMM computes: every token rounded to 63 levels of its own largest magnitude,
+    exact integer dot products, scaled back by both tokens' steps, then max and sum."""
+    def quantized(x):
+        step = (np.abs(x).max(1) / np.float32(63)).astype(np.float32)
+        return np.rint(x / np.where(step > 0, step, 1)[:, None]).astype(np.int64), step.astype(np.float64)
+
+    qc, qs = quantized(np.asarray(q, np.float32))
+    out = []
+    for d in docs:
+        if not len(d):
+            out.append(0.0)
+            continue
+        dc, ds = quantized(np.asarray(d, np.float32))
+        out.append(((dc @ qc.T) * ds[:, None]).max(0).dot(qs))  # (T, Q) -> max over T, scaled per query token
+    return np.array(out)
+
+
 def _kernels() -> list:
     out = [pytest.param(Kernel("float32", "numpy"), id="float32-numpy")]
     torch = pytest.importorskip("torch")
     out.append(pytest.param(Kernel("float32", "torch"), id="float32-torch"))
     out.append(pytest.param(Kernel("bfloat16", "torch"), id="bfloat16-torch"))
+    if cpu._int8_works(torch):
+        out.append(pytest.param(Kernel("int8", "torch"), id="int8-torch"))
     if cpu._onednn_linear_works(torch):
         out.append(pytest.param(Kernel("float32", "onednn"), id="float32-onednn"))
         out.append(pytest.param(Kernel("bfloat16", "onednn"), id="bfloat16-onednn"))
@@ -95,6 +115,10 @@ def test_kernel_matches_plain_maxsim(kernel, corpus):
     for b, q in enumerate(queries):
         if kernel.dtype == "float32":
             np.testing.assert_allclose(got[:, b], plain_maxsim(q, docs), rtol=2e-6, atol=2e-6)
+        elif kernel.dtype == "int8":
+            np.testing.assert_allclose(got[:, b], plain_maxsim_int8(q, docs), rtol=1e-5, atol=1e-5)
+            err = np.abs(got[:, b] - plain_maxsim(q, docs))
+            assert err.max() < len(q) * 0.03 and err.max() > 1e-4  # close, and it really ran in int8
         else:
             # Same rounding as the emulation; the GEMM's own accumulation order can move a dot product
             # across a rounding boundary, one bfloat16 step (2^-8) at most, rarely.
@@ -134,6 +158,8 @@ def test_scan_copy_scores_equal_gathered_blocks(kernel, corpus):
     if kernel.dtype == "bfloat16":
         copy = bf16(copy).view(np.uint32) >> 16  # bfloat16 bits, as a scan copy stores them
         copy = copy.astype(np.uint16)
+    if kernel.dtype == "int8":
+        copy = scoring.quantize_int8(copy)  # codes and scales, as a scan copy stores them
     Q = stack_queries(queries)
     gathered = scoring.maxsim_gather(Q, flat, starts, lay, kernel)
     np.testing.assert_array_equal(maxsim_scan(Q, lay, copy, kernel), gathered)

@@ -1,9 +1,9 @@
 """Exact search: brute-force MaxSim over every live document's half-precision token vectors.
 
 Each segment is scanned by the MaxSim kernel (lfm_colbert.scoring) in the dtype the CPU multiplies
-natively (bfloat16, else float32; lfm_colbert.cpu), from its memory-mapped scan copy
-(index/scancopy.py); the shortlist it returns is then rescored in float32 from the float16 store, so
-reported scores and the final order are full precision. All queries of a batch share each read.
+natively (bfloat16, int8 on x86 without it, else float32; lfm_colbert.cpu), from its memory-mapped
+scan copy (index/scancopy.py); the shortlist it returns is then rescored in float32 from the float16
+store, so reported scores and the final order are full precision. All queries of a batch share each read.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class ExactSegment:
             self._layout = Layout.from_lengths(np.diff(np.asarray(self.offsets, dtype=np.int64)))
         return self._layout
 
-    def scan_copy(self, dtype: str) -> np.ndarray | None:
+    def scan_copy(self, dtype: str) -> Any:
         """The memory-mapped scan copy in `dtype` (built on first use), or None (see scancopy.open_copy)."""
         with self._lock:  # one builder per segment in this process
             if dtype not in self._copies:
@@ -126,6 +126,8 @@ class ExactSegment:
         copy = self.scan_copy(plan.copy_dtype)
         if copy is not None:
             return maxsim_scan(queries, self.layout(), copy, kernel)
+        if kernel.dtype == "int8":  # no copy (a small segment, a read-only index): converting to
+            kernel = Kernel.float32()  # float32 costs less than quantizing on every query
         starts = np.asarray(self.offsets[:-1], dtype=np.int64)
         return maxsim_gather(queries, self.tokens, starts, self.layout(), kernel)
 
@@ -162,7 +164,7 @@ def exact_search(
         if len(approx) > shortlist:
             keep = np.argpartition(-approx, shortlist - 1)[:shortlist]
             seg_idx, rows = seg_idx[keep], rows[keep]
-        # Rescore the shortlist in float32 so scores do not carry bfloat16 rounding.
+        # Rescore the shortlist in float32 so scores do not carry bfloat16 or int8 rounding.
         final = np.empty(len(rows), dtype=np.float32)
         for si in np.unique(seg_idx):
             m = seg_idx == si

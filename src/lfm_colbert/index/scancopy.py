@@ -3,15 +3,18 @@ stored in the dtype the MaxSim kernel multiplies in, memory-mapped like the vect
 
     segments/000001/vectors.npy              (N_tok, D) float16     the stored vectors (never changed)
     segments/000001/scan-v1-bfloat16.npy     (rows, D) uint16       bfloat16 bits, for a bfloat16 scan
-    segments/000001/scan-v1-float16.npy      (rows, D) float16      for a float32 scan (AVX2, portable)
+    segments/000001/scan-v1-float16.npy      (rows, D) float16      for a float32 scan (portable)
+    segments/000001/scan-v1-int8.npy         (rows * (4 + D),) int8 for an int8 scan (x86 without BF16):
+                                                 rows float32 scales, then (rows, D) int8 codes
 
 The copy is derived data, written on a segment's first scan (temporary name, fsync, rename) and
 removed with its segment directory. With it a search reads each token once, already in the kernel's
 dtype and layout, from the page cache: no float16 -> bfloat16 conversion per query (which costs
 as much as the matmul) and no copy of the vectors in process memory, so the OS can share it
 between processes and drop it under memory pressure. It costs disk: as much again as vectors.npy
-(plus at most 1/16 padding). Where it cannot be written (a read-only index, a full disk) the scan
-gathers and converts blocks from vectors.npy on every query instead: same results, slower.
+(plus at most 1/16 padding), about half that for int8. Where it cannot be written (a read-only
+index, a full disk) the scan gathers and converts blocks from vectors.npy on every query instead:
+same results, slower (an int8 plan then scans in float32: exact, and cheaper than quantizing).
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import os
 import threading
 import warnings
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
 from lfm_colbert.index.store import fsync_dir
-from lfm_colbert.scoring import Layout
+from lfm_colbert.scoring import Layout, quantize_int8
 
 VERSION = 1
 # Segments smaller than this are scanned straight from vectors.npy: their conversion is cheap.
@@ -41,11 +45,26 @@ def copy_path(vectors_path: str | os.PathLike, dtype: str) -> Path:
 
 
 def _stored(dtype: str) -> np.dtype:
-    return np.dtype(np.uint16) if dtype == "bfloat16" else np.dtype(np.float16)
+    return np.dtype({"bfloat16": np.uint16, "int8": np.int8}.get(dtype, np.float16))
 
 
-def _convert(block: np.ndarray, dtype: str) -> np.ndarray:
-    """Stored float16 rows -> the copy's dtype (bfloat16 rounded to nearest even, as torch does)."""
+def _shape(dtype: str, rows: int, dim: int) -> tuple[int, ...]:
+    return (rows * (4 + dim),) if dtype == "int8" else (rows, dim)
+
+
+def _views(copy: np.ndarray, dtype: str, dim: int) -> Any:
+    """The kernel's view of a loaded copy: the array itself, or for int8 (codes (rows, D), scales (rows,))."""
+    if dtype != "int8":
+        return copy
+    rows = len(copy) // (4 + dim)
+    return copy[4 * rows :].reshape(rows, dim), copy[: 4 * rows].view(np.float32)  # scales first: aligned
+
+
+def _convert(block: np.ndarray, dtype: str) -> Any:
+    """Stored float16 rows -> the copy's dtype (bfloat16 rounded to nearest even, as torch does;
+    int8 as a pair of codes and scales)."""
+    if dtype == "int8":
+        return quantize_int8(block)
     if dtype == "float16":
         return np.asarray(block, dtype=np.float16)
     try:
@@ -57,15 +76,28 @@ def _convert(block: np.ndarray, dtype: str) -> np.ndarray:
     return t.view(torch.int16).numpy().view(np.uint16)
 
 
-def _spot_check(copy: np.ndarray, tokens: np.ndarray, starts: np.ndarray, layout: Layout, dtype: str) -> bool:
+def _spot_check(copy: Any, tokens: np.ndarray, starts: np.ndarray, layout: Layout, dtype: str) -> bool:
     """A few documents of the copy against the stored vectors: catches a copy of other vectors."""
     groups = np.unique(np.linspace(0, len(layout.T) - 1, num=min(8, len(layout.T))).astype(np.int64))
     for g in groups:
         idx = layout.gather_index(starts, int(g), 0, 1)
-        rows = copy[layout.row0[g] : layout.row0[g] + len(idx)]
-        if not np.array_equal(np.asarray(rows), _convert(np.asarray(tokens[idx]), dtype)):
+        rows = slice(layout.row0[g], layout.row0[g] + len(idx))
+        want = _convert(np.asarray(tokens[idx]), dtype)
+        if dtype == "int8":
+            if not (np.array_equal(copy[0][rows], want[0]) and np.array_equal(copy[1][rows], want[1])):
+                return False
+        elif not np.array_equal(np.asarray(copy[rows]), want):
             return False
     return True
+
+
+def _pieces(starts: np.ndarray, layout: Layout) -> Iterator[np.ndarray]:
+    """Flat-store token indices of the copy's rows, in order, about WRITE_ROWS at a time."""
+    for g in range(len(layout.T)):
+        n, T = int(layout.doc0[g + 1] - layout.doc0[g]), int(layout.T[g])
+        step = max(1, WRITE_ROWS // T)
+        for d0 in range(0, n, step):
+            yield layout.gather_index(starts, g, d0, min(n, d0 + step))
 
 
 def _write(dest: Path, source: str, starts: np.ndarray, layout: Layout, dtype: str, dim: int) -> None:
@@ -75,14 +107,14 @@ def _write(dest: Path, source: str, starts: np.ndarray, layout: Layout, dtype: s
     src = np.load(source, mmap_mode="r")
     try:
         with open(tmp, "wb") as f:
-            header = {"descr": _stored(dtype).str, "fortran_order": False, "shape": (layout.n_rows, dim)}
+            header = {"descr": _stored(dtype).str, "fortran_order": False, "shape": _shape(dtype, layout.n_rows, dim)}
             np.lib.format.write_array_header_1_0(f, header)
-            for g in range(len(layout.T)):
-                n, T = int(layout.doc0[g + 1] - layout.doc0[g]), int(layout.T[g])
-                step = max(1, WRITE_ROWS // T)
-                for d0 in range(0, n, step):
-                    idx = layout.gather_index(starts, g, d0, min(n, d0 + step))
-                    f.write(np.ascontiguousarray(_convert(src[idx], dtype)).tobytes())
+            if dtype == "int8":  # the scales lead: one pass computes them, a second writes the codes
+                f.write(np.concatenate([quantize_int8(src[idx])[1] for idx in _pieces(starts, layout)]
+                                       or [np.zeros(0, np.float32)]).tobytes())
+            for idx in _pieces(starts, layout):
+                out = _convert(src[idx], dtype)
+                f.write(np.ascontiguousarray(out[0] if dtype == "int8" else out).tobytes())
             f.flush()
             os.fsync(f.fileno())
         try:
@@ -97,25 +129,28 @@ def _write(dest: Path, source: str, starts: np.ndarray, layout: Layout, dtype: s
             tmp.unlink()
 
 
-def open_copy(tokens: np.ndarray, offsets: np.ndarray, layout: Layout, dtype: str) -> np.ndarray | None:
-    """The segment's scan copy in `dtype`, memory-mapped, built first if missing or unusable;
-    None for a segment not backed by a file, a small one, or where the copy cannot be written."""
+def open_copy(tokens: np.ndarray, offsets: np.ndarray, layout: Layout, dtype: str) -> Any:
+    """The segment's scan copy in `dtype`, memory-mapped, built first if missing or unusable (for
+    int8 the pair of codes and scales); None for a segment not backed by a file, a small one, or
+    where the copy cannot be written."""
     source = getattr(tokens, "filename", None)
     if source is None or len(tokens) < MIN_TOKENS or tokens.ndim != 2:
         return None
     dest = copy_path(source, dtype)
     starts = np.asarray(offsets[:-1], dtype=np.int64)
-    want = (layout.n_rows, tokens.shape[1])
+    dim = tokens.shape[1]
     if dest.exists():
         try:
             copy = np.load(dest, mmap_mode="c")  # copy-on-write: writable for torch, never written
-            if copy.shape == want and copy.dtype == _stored(dtype) and _spot_check(copy, tokens, starts, layout, dtype):
-                return copy
+            if copy.shape == _shape(dtype, layout.n_rows, dim) and copy.dtype == _stored(dtype):
+                views = _views(copy, dtype, dim)
+                if _spot_check(views, tokens, starts, layout, dtype):
+                    return views
         except (ValueError, OSError, EOFError):
             pass  # damaged or from another layout: our own derived file, rebuilt below
     try:
-        _write(dest, source, starts, layout, dtype, tokens.shape[1])
-        return np.load(dest, mmap_mode="c")
+        _write(dest, source, starts, layout, dtype, dim)
+        return _views(np.load(dest, mmap_mode="c"), dtype, dim)
     except OSError as exc:
         key = str(Path(source).parent)
         with _warn_lock:
