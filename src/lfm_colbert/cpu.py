@@ -3,8 +3,8 @@
     native     bfloat16 matmuls where the CPU has them in hardware (x86 AVX-512 BF16 or AMX-BF16;
                ARM BF16 / SVE with BF16), through oneDNN; on other x86 CPUs (AVX2, AVX-512 without
                BF16), where a bfloat16 matmul is emulated and several times slower, int8 matmuls
-               (torch._int_mm: oneDNN's integer GEMM, 1.7x float32's rate capped at AVX2, 2.5x with
-               AVX-512); float32 elsewhere (NEON without BF16, no torch)
+               (torch._int_mm: oneDNN's integer GEMM, 1.9x float32's rate capped at AVX2, 3.5x with
+               AVX-512 in bench/search.py); float32 elsewhere (NEON without BF16, no torch)
     portable   float32 whatever the CPU (LFM_COLBERT_CPU=portable)
     int8       the int8 scan whatever the CPU (LFM_COLBERT_CPU=int8): what AVX2-only machines take,
                forced so that tests and benchmarks cover it on any machine
@@ -35,7 +35,8 @@ _ARM_BF16 = ("bf16", "svebf16")
 class KernelPlan:
     """The MaxSim kernel's choices. `dtype` is what the scan multiplies in; `copy_dtype` what its
     memory-mapped scan copy holds (bfloat16 for a bfloat16 scan; float16, the stored precision,
-    for a float32 one; int8 codes and scales for an int8 one); `matmul` the GEMM engine."""
+    for a float32 one; int8 codes and scales for an int8 one); `matmul` the float32 GEMM engine
+    (float32 rescoring, rerank and evaluation use it in every plan; int8 goes through torch._int_mm)."""
 
     mode: str  # "native", "portable" or "int8" (the last two forced)
     dtype: str  # "bfloat16", "int8" or "float32"
@@ -155,7 +156,7 @@ def _plan(mode: str) -> KernelPlan:
         return KernelPlan("portable", "float32", "float16", engine, isa, name)
     if mode == "int8":
         if _int8_works(torch):
-            return KernelPlan("int8", "int8", "int8", "torch", isa, name)
+            return KernelPlan("int8", "int8", "int8", engine, isa, name)
         return KernelPlan("portable", "float32", "float16", engine, isa, name)
     if _bf16_native(torch, flags, machine):
         return KernelPlan("native", "bfloat16", "bfloat16", "onednn", isa, name)
@@ -163,7 +164,7 @@ def _plan(mode: str) -> KernelPlan:
     # float32: whether torch's int8 GEMM is fast there (dot-product instructions) is not measured.
     x86 = "avx2" in flags if flags else machine in ("x86_64", "amd64")
     if x86 and _int8_works(torch):
-        return KernelPlan("native", "int8", "int8", "torch", isa, name)
+        return KernelPlan("native", "int8", "int8", engine, isa, name)
     return KernelPlan("native", "float32", "float16", engine, isa, name)
 
 

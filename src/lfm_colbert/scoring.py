@@ -49,9 +49,9 @@ PAD_WASTE = 1 / 16
 # kernel for every distinct row count it sees, about 0.35 MB each with AMX, never released, so
 # shortlists of every size made a long-running process grow without bound (bench/search.py).
 GEMM_ROWS = 256
-# int8 codes span -63..63, not -127..127: x86 without VNNI multiplies int8 pairs into saturating int16
-# sums (vpmaddubsw), which overflow beyond 2 x 255 x 63 (capped at AVX2, +-127 codes gave 2.6x the
-# error of +-63 ones, saturated sums instead of rounding).
+# int8 codes span -63..63, not -127..127: x86 without VNNI adds int8 products in saturating int16
+# pairs (vpmaddubsw, one operand shifted to 0..255), and 2 x 255 x 63 = 32130 is the most that fits
+# (capped at AVX2, +-127 codes gave 2.6x the error of +-63 ones: saturated sums, not rounding).
 INT8_LEVELS = 63
 
 
