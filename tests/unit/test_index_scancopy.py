@@ -169,3 +169,24 @@ def test_threads_opening_the_vectors_file_at_once_share_one_descriptor(segment, 
     assert not errors, errors[0]
     want = ExactSegment(np.asarray(seg.tokens), seg.offsets, seg.alive).rescore(q, rows)
     assert len(got) == 20 and all(np.array_equal(g, want) for g in got)
+
+
+def test_an_int8_copy_of_odd_width_keeps_its_scales_aligned(tmp_path, monkeypatch):
+    """An int8 copy holds the codes, then the float32 scales at the next multiple of 4 bytes."""
+    pytest.importorskip("torch")
+    monkeypatch.setenv(cpu.ENV, "int8")
+    if cpu.plan().dtype != "int8":
+        pytest.skip("this torch has no CPU int8 matmul")
+    monkeypatch.setattr(scancopy, "MIN_TOKENS", 1)
+    rng = np.random.default_rng(3)
+    lens = rng.integers(1, 9, size=41)
+    np.save(tmp_path / "vectors.npy", rng.standard_normal((int(lens.sum()), 7)).astype(np.float16))
+    seg = ExactSegment(np.load(tmp_path / "vectors.npy", mmap_mode="r"),
+                       np.concatenate([[0], np.cumsum(lens)]).astype(np.int64), np.ones(len(lens), bool))
+    q = rng.standard_normal((2, 5, 7)).astype(np.float32)
+    got = seg.scores(q)
+    rows = seg.layout().n_rows
+    assert (rows * 7) % 4 != 0  # the codes end off float32 alignment: padding was needed
+    codes, scales = seg.scan_copy("int8")
+    assert codes.shape == (rows, 7) and scales.shape == (rows,) and scales.ctypes.data % 4 == 0
+    np.testing.assert_array_equal(got, _gathered_in_plan(seg, q))

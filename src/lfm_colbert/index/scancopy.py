@@ -4,8 +4,8 @@ stored in the dtype the MaxSim kernel multiplies in, memory-mapped like the vect
     segments/000001/vectors.npy              (N_tok, D) float16     the stored vectors (never changed)
     segments/000001/scan-v1-bfloat16.npy     (rows, D) uint16       bfloat16 bits, for a bfloat16 scan
     segments/000001/scan-v1-float16.npy      (rows, D) float16      for a float32 scan (portable)
-    segments/000001/scan-v1-int8.npy         (rows * (4 + D),) int8 for an int8 scan (x86 without BF16):
-                                                 rows float32 scales, then (rows, D) int8 codes
+    segments/000001/scan-v1-int8.npy         (bytes,) int8          for an int8 scan (x86 without BF16):
+                                                 (rows, D) int8 codes, then rows float32 scales
 
 The copy is derived data, written on a segment's first scan (temporary name, fsync, rename) and
 removed with its segment directory. With it a search reads each token once, already in the kernel's
@@ -48,16 +48,21 @@ def _stored(dtype: str) -> np.dtype:
     return np.dtype({"bfloat16": np.uint16, "int8": np.int8}.get(dtype, np.float16))
 
 
+def _scales_at(rows: int, dim: int) -> int:
+    """Where an int8 copy's scales start: after the codes, rounded up to float32 alignment."""
+    return -(-rows * dim // 4) * 4
+
+
 def _shape(dtype: str, rows: int, dim: int) -> tuple[int, ...]:
-    return (rows * (4 + dim),) if dtype == "int8" else (rows, dim)
+    return (_scales_at(rows, dim) + 4 * rows,) if dtype == "int8" else (rows, dim)
 
 
-def _views(copy: np.ndarray, dtype: str, dim: int) -> Any:
+def _views(copy: np.ndarray, dtype: str, rows: int, dim: int) -> Any:
     """The kernel's view of a loaded copy: the array itself, or for int8 (codes (rows, D), scales (rows,))."""
     if dtype != "int8":
         return copy
-    rows = len(copy) // (4 + dim)
-    return copy[4 * rows :].reshape(rows, dim), copy[: 4 * rows].view(np.float32)  # scales first: aligned
+    at = _scales_at(rows, dim)
+    return copy[: rows * dim].reshape(rows, dim), copy[at:].view(np.float32)
 
 
 def _convert(block: np.ndarray, dtype: str) -> Any:
@@ -109,12 +114,16 @@ def _write(dest: Path, source: str, starts: np.ndarray, layout: Layout, dtype: s
         with open(tmp, "wb") as f:
             header = {"descr": _stored(dtype).str, "fortran_order": False, "shape": _shape(dtype, layout.n_rows, dim)}
             np.lib.format.write_array_header_1_0(f, header)
-            if dtype == "int8":  # the scales lead: one pass computes them, a second writes the codes
-                f.write(np.concatenate([quantize_int8(src[idx])[1] for idx in _pieces(starts, layout)]
-                                       or [np.zeros(0, np.float32)]).tobytes())
+            scales = []  # int8: written after the codes (4 bytes a token, held until then)
             for idx in _pieces(starts, layout):
                 out = _convert(src[idx], dtype)
-                f.write(np.ascontiguousarray(out[0] if dtype == "int8" else out).tobytes())
+                if dtype == "int8":
+                    out, s = out
+                    scales.append(s)
+                f.write(np.ascontiguousarray(out).tobytes())
+            if dtype == "int8":
+                f.write(b"\0" * (_scales_at(layout.n_rows, dim) - layout.n_rows * dim))
+                f.write(np.concatenate(scales).astype(np.float32).tobytes())
             f.flush()
             os.fsync(f.fileno())
         try:
@@ -143,14 +152,14 @@ def open_copy(tokens: np.ndarray, offsets: np.ndarray, layout: Layout, dtype: st
         try:
             copy = np.load(dest, mmap_mode="c")  # copy-on-write: writable for torch, never written
             if copy.shape == _shape(dtype, layout.n_rows, dim) and copy.dtype == _stored(dtype):
-                views = _views(copy, dtype, dim)
+                views = _views(copy, dtype, layout.n_rows, dim)
                 if _spot_check(views, tokens, starts, layout, dtype):
                     return views
         except (ValueError, OSError, EOFError):
             pass  # damaged or from another layout: our own derived file, rebuilt below
     try:
         _write(dest, source, starts, layout, dtype, dim)
-        return _views(np.load(dest, mmap_mode="c"), dtype, dim)
+        return _views(np.load(dest, mmap_mode="c"), dtype, layout.n_rows, dim)
     except OSError as exc:
         key = str(Path(source).parent)
         with _warn_lock:
