@@ -152,11 +152,9 @@ def _plan(mode: str) -> KernelPlan:
     if torch is None:
         return KernelPlan("portable" if mode == "portable" else "native", "float32", "float16", "numpy", isa, name)
     engine = "onednn" if _onednn_linear_works(torch) else "torch"
-    if mode == "portable":
-        return KernelPlan("portable", "float32", "float16", engine, isa, name)
-    if mode == "int8":
-        if _int8_works(torch):
-            return KernelPlan("int8", "int8", "int8", engine, isa, name)
+    if mode == "int8" and _int8_works(torch):
+        return KernelPlan("int8", "int8", "int8", engine, isa, name)
+    if mode in ("portable", "int8"):  # int8 forced where torch cannot: the float32 path
         return KernelPlan("portable", "float32", "float16", engine, isa, name)
     if _bf16_native(torch, flags, machine):
         return KernelPlan("native", "bfloat16", "bfloat16", "onednn", isa, name)

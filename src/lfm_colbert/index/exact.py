@@ -105,6 +105,8 @@ class ExactSegment:
         dict and every reader holding it are gone: closing it with this object would pull it from under a
         copy still searching. Opened under a lock: two threads opening it at once once left one of them
         reading through a number the other's replacement had closed (and the OS had handed to another file)."""
+        if "fd" in self._copies:  # every read after the first: no lock on the rescoring path
+            return self._copies["fd"]
         with _OPEN_LOCK:
             if "fd" not in self._copies:
                 self._copies["fd"] = _open_whole(self.tokens)

@@ -88,12 +88,14 @@ def _spot_check(copy: Any, tokens: np.ndarray, starts: np.ndarray, layout: Layou
         idx = layout.gather_index(starts, int(g), 0, 1)
         rows = slice(layout.row0[g], layout.row0[g] + len(idx))
         want = _convert(np.asarray(tokens[idx]), dtype)
-        if dtype == "int8":
-            if not (np.array_equal(copy[0][rows], want[0]) and np.array_equal(copy[1][rows], want[1])):
-                return False
-        elif not np.array_equal(np.asarray(copy[rows]), want):
+        if not all(np.array_equal(np.asarray(a[rows]), b) for a, b in zip(_parts(copy), _parts(want))):
             return False
     return True
+
+
+def _parts(x: Any) -> tuple[np.ndarray, ...]:
+    """A copy (or converted rows) as its arrays: (codes, scales) for int8, else the one array."""
+    return x if isinstance(x, tuple) else (x,)
 
 
 def _pieces(starts: np.ndarray, layout: Layout) -> Iterator[np.ndarray]:
